@@ -1,0 +1,238 @@
+"""The processed-dataset format that processing writes and training, monitoring and explainability read.
+
+    <dir>/shard-<prefix>-00000.npy   uint8 N x H x W x 3, each file under a size bound
+    <dir>/manifest.jsonl             one line per image: id, source, label, label_index, shard, row
+    <dir>/classes.json               class names in index order (when labelled)
+    <dir>/report.json                what the job did and skipped
+
+The writer fills a hidden sibling folder and renames it into place only when everything is written,
+so a crashed job never leaves a folder that looks complete. Several hosts writing into one S3 prefix
+use distinct prefixes: shards and manifests (`manifest-<prefix>.jsonl`) never collide, and the
+reader merges all manifests it finds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.jsonl"
+CLASSES = "classes.json"
+REPORT = "report.json"
+NPY_HEADER_BYTES = 128  # numpy's .npy header for a 4-d uint8 array is padded to 128 bytes
+MB = 1_000_000
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON beside its final name and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def replace_folder(staged: Path, final: Path) -> None:
+    """Move a fully written folder to its final name, replacing any earlier one."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+        os.replace(final, old)
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, final)
+
+
+def staging_folder(final: Path) -> Path:
+    """A hidden sibling of `final` to write into (same file system, so the rename is atomic)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex}")
+    staged.mkdir()
+    return staged
+
+
+def rows_per_shard(image_shape: tuple[int, int], max_shard_mb: float) -> int:
+    row_bytes = image_shape[0] * image_shape[1] * 3
+    rows = int((max_shard_mb * MB - NPY_HEADER_BYTES) // row_bytes)
+    if rows < 1:
+        raise ValueError(
+            f"one {image_shape[0]}x{image_shape[1]} image ({row_bytes:,} bytes) does not fit in a"
+            f" {max_shard_mb} MB shard; raise the shard size bound"
+        )
+    return rows
+
+
+class DatasetWriter:
+    """Accumulates images into bounded shards and publishes the dataset atomically on `commit`."""
+
+    def __init__(
+        self,
+        out_dir: Path,
+        image_size: int,
+        *,
+        classes: list[str] | None = None,
+        max_shard_mb: float = 6.0,
+        prefix: str = "",
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.image_shape = (image_size, image_size)
+        self.classes = classes
+        self._class_index = {c: i for i, c in enumerate(classes)} if classes is not None else None
+        self.rows_per_shard = rows_per_shard(self.image_shape, max_shard_mb)
+        self.prefix = prefix
+        self._staged = staging_folder(self.out_dir)
+        self._buffer: list[np.ndarray] = []
+        self._records: list[dict[str, Any]] = []
+        self._shard_count = 0
+        self._ids: set[str] = set()
+
+    def _shard_name(self, number: int) -> str:
+        return f"shard-{self.prefix + '-' if self.prefix else ''}{number:05d}.npy"
+
+    def add(self, image: np.ndarray, image_id: str, source: str, label: str | None = None) -> None:
+        if image.dtype != np.uint8 or image.shape != (*self.image_shape, 3):
+            raise ValueError(f"image {image_id} is {image.dtype} {image.shape}, expected uint8 "
+                             f"{(*self.image_shape, 3)}")
+        if image_id in self._ids:
+            raise ValueError(f"duplicate image id {image_id}")
+        label_index = None
+        if label is not None and self._class_index is not None:
+            if label not in self._class_index:
+                raise ValueError(f"label {label!r} of {image_id} is not one of the classes")
+            label_index = self._class_index[label]
+        self._ids.add(image_id)
+        self._records.append({
+            "id": image_id,
+            "source": source,
+            "label": label,
+            "label_index": label_index,
+            "shard": self._shard_name(self._shard_count),
+            "row": len(self._buffer),
+        })
+        self._buffer.append(image)
+        if len(self._buffer) == self.rows_per_shard:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        np.save(self._staged / self._shard_name(self._shard_count), np.stack(self._buffer))
+        self._buffer = []
+        self._shard_count += 1
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def commit(self, report: dict[str, Any]) -> Path:
+        """Write the remaining shard, manifest, classes and report; then publish the folder."""
+        self._flush()
+        manifest = f"manifest-{self.prefix}.jsonl" if self.prefix else MANIFEST
+        with open(self._staged / manifest, "w") as f:
+            for record in self._records:
+                f.write(json.dumps(record) + "\n")
+        if self.classes is not None:
+            (self._staged / CLASSES).write_text(json.dumps(self.classes) + "\n")
+        report_name = f"report-{self.prefix}.json" if self.prefix else REPORT
+        (self._staged / report_name).write_text(json.dumps(report, indent=2) + "\n")
+        replace_folder(self._staged, self.out_dir)
+        return self.out_dir
+
+    def abort(self) -> None:
+        shutil.rmtree(self._staged, ignore_errors=True)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class DatasetFormatError(ValueError):
+    """A folder that is not a complete processed dataset."""
+
+
+class ProcessedDataset:
+    """Random access to a processed dataset; shards are memory-mapped, not read into memory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetFormatError(f"processed dataset folder {self.root} does not exist")
+        manifests = sorted(self.root.glob("manifest*.jsonl"))
+        if not manifests:
+            raise DatasetFormatError(
+                f"{self.root} is not a processed dataset: it has no {MANIFEST}"
+                " (is it the output of the processing component?)"
+            )
+        self.records: list[dict[str, Any]] = []
+        for manifest in manifests:
+            with open(manifest) as f:
+                self.records.extend(json.loads(line) for line in f if line.strip())
+        classes_file = self.root / CLASSES
+        self.classes: list[str] | None = (
+            json.loads(classes_file.read_text()) if classes_file.exists() else None
+        )
+        self._shards: dict[str, np.ndarray] = {}
+        for name in sorted({r["shard"] for r in self.records}):
+            path = self.root / name
+            if not path.exists():
+                raise DatasetFormatError(f"{self.root}: shard {name} named in the manifest is missing")
+            self._shards[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        shapes = {s.shape[1:] for s in self._shards.values()}
+        if len(shapes) > 1:
+            raise DatasetFormatError(f"{self.root}: shards have different image shapes {shapes}")
+        self.image_shape: tuple[int, int, int] | None = shapes.pop() if shapes else None
+        for r in self.records:
+            if r["row"] >= len(self._shards[r["shard"]]):
+                raise DatasetFormatError(f"{self.root}: {r['shard']} has no row {r['row']}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.records) and all(r.get("label_index") is not None for r in self.records)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class index per image, -1 where unknown."""
+        return np.array(
+            [-1 if r.get("label_index") is None else r["label_index"] for r in self.records],
+            dtype=np.int64,
+        )
+
+    @property
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.records]
+
+    def image(self, index: int) -> np.ndarray:
+        record = self.records[index]
+        return np.asarray(self._shards[record["shard"]][record["row"]])
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int, str]:
+        record = self.records[index]
+        label = record.get("label_index")
+        return self.image(index), (-1 if label is None else label), record["id"]
+
+    def images(self, indices: list[int] | np.ndarray | None = None) -> np.ndarray:
+        """Stack the given images (all by default) into one N x H x W x 3 array."""
+        indices = range(len(self)) if indices is None else indices
+        if self.image_shape is None:
+            return np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        return np.stack([self.image(i) for i in indices]) if len(indices) else np.zeros(
+            (0, *self.image_shape), dtype=np.uint8)
+
+    def shard_files(self) -> Iterator[Path]:
+        yield from (self.root / name for name in self._shards)
+
+    def report(self) -> dict[str, Any]:
+        path = self.root / REPORT
+        return json.loads(path.read_text()) if path.exists() else {}

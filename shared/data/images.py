@@ -1,0 +1,128 @@
+"""Decoding any image a user may hand us into RGB uint8, and fitting it to a square size.
+
+Every PIL mode is converted deliberately (alpha composited on white, 16-bit scaled, CMYK and
+palettes converted), EXIF orientation is applied, and a pixel-count bound refuses decompression
+bombs from the header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+MAX_PIXELS = 64_000_000  # ~8000x8000; above this an image is refused, not decoded
+RESIZE_POLICIES = ("crop", "pad")
+PAD_VALUE = 0
+
+
+class ImageDecodeError(Exception):
+    """An image that cannot be used; the message says why in plain words."""
+
+
+def is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}:
+        # 16-bit and 32-bit greyscale: scale the full range to 8 bits instead of clipping.
+        data = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if mode.startswith("I;16") or data.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(data / scale * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([grey] * 3, axis=-1), "RGB")
+    if mode in {"RGBA", "LA", "PA", "La", "RGBa"} or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")  # 1, L, P, CMYK, YCbCr, LAB, HSV
+
+
+def load_rgb(
+    source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """Open an image file (or bytes) as an upright RGB PIL image.
+
+    `draft_size` lets the JPEG decoder scale down by 2/4/8 while decoding when the result only needs
+    to be that large: a big speed-up for large photos, never smaller than asked.
+    Raises ImageDecodeError with the reason for an empty, corrupt, truncated or oversized image.
+    """
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageDecodeError("empty file (0 bytes)")
+        stream: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        stream = Path(source)
+        if stream.stat().st_size == 0:
+            raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(stream) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageDecodeError(
+                        f"{width}x{height} pixels is more than the {max_pixels:,} allowed"
+                    )
+                if width == 0 or height == 0:
+                    raise ImageDecodeError("image has no pixels")
+                image.seek(0)  # animated GIF/WebP/TIFF: first frame
+                if draft_size and image.format == "JPEG":
+                    image.draft("RGB", (draft_size, draft_size))
+                image.load()
+                upright = _to_rgb(ImageOps.exif_transpose(image)).copy()
+                upright.info["stored_size"] = (width, height)  # before draft scaling, for reports
+                return upright
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not a recognised image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError) as exc:
+        raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
+
+
+def fit_square(image: Image.Image, size: int, policy: str = "crop") -> Image.Image:
+    """Resize to size x size keeping the aspect ratio.
+
+    `crop`: scale the shorter side to `size`, then cut the centre (nothing is distorted, the edges
+    of long images are lost). `pad`: scale the longer side to `size` and pad the rest with black
+    (nothing is lost, small images get borders).
+    """
+    if policy not in RESIZE_POLICIES:
+        raise ValueError(f"resize policy {policy!r} is unknown; valid: {', '.join(RESIZE_POLICIES)}")
+    width, height = image.size
+    if policy == "crop":
+        scale = size / min(width, height)
+        new = (max(size, round(width * scale)), max(size, round(height * scale)))
+        resized = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        left, top = (new[0] - size) // 2, (new[1] - size) // 2
+        return resized.crop((left, top, left + size, top + size))
+    scale = size / max(width, height)
+    new = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    canvas = Image.new("RGB", (size, size), (PAD_VALUE,) * 3)
+    canvas.paste(resized, ((size - new[0]) // 2, (size - new[1]) // 2))
+    return canvas
+
+
+def load_square_array(
+    source: str | Path | bytes, size: int, policy: str = "crop", *, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
+    """Decode and fit an image in one step: a size x size x 3 uint8 array."""
+    image = load_rgb(source, max_pixels=max_pixels, draft_size=size)
+    return np.asarray(fit_square(image, size, policy), dtype=np.uint8)
+
+
+def default_workers() -> int:
+    """CPUs this process may use (the container's share, not the host's count)."""
+    return max(1, len(os.sched_getaffinity(0)))

@@ -1,0 +1,60 @@
+"""One way every entrypoint ends: success, or a plain-language reason where SageMaker looks for it.
+
+SageMaker shows the first 1024 characters of `output/failure` (training jobs) or `output/message`
+(processing jobs) as the job's FailureReason, so the reason comes first and the traceback goes to
+the log only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+FAILURE_REASON_LIMIT = 1024
+log = logging.getLogger(__name__)
+
+
+class JobError(Exception):
+    """A failure whose message is meant for the user as it stands (bad input, bad configuration)."""
+
+
+def write_reason(path: Path, reason: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = reason.strip() or "the job failed without a message"
+    path.write_text(text[:FAILURE_REASON_LIMIT])
+
+
+def run_job(job: Callable[[], None], failure_file: Path) -> int:
+    """Run `job`; on any exception write its reason to `failure_file` and return a non-zero code."""
+    try:
+        job()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        write_reason(failure_file, "the job was interrupted")
+        return 130
+    except Exception as exc:  # every failure must reach SageMaker as a reason
+        if isinstance(exc, JobError | ValueError | FileNotFoundError):
+            reason = str(exc)
+        else:
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+        log.error("job failed: %s", reason)
+        traceback.print_exc(file=sys.stderr)
+        write_reason(failure_file, reason)
+        return 2
+    return 0
+
+
+def parser_reporting_to(failure_file: Path) -> type[argparse.ArgumentParser]:
+    """An ArgumentParser class whose usage errors also reach SageMaker as the failure reason."""
+
+    class ReportingParser(argparse.ArgumentParser):
+        def error(self, message: str):  # type: ignore[override]
+            write_reason(failure_file, f"bad arguments: {message}")
+            super().error(message)
+
+    return ReportingParser

@@ -1,0 +1,54 @@
+"""A processing job's runtime context: its config files and this host's share of the work."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.sagemaker.paths import ProcessingPaths
+
+
+@dataclass(frozen=True)
+class ProcessingContext:
+    paths: ProcessingPaths
+    job_config: dict[str, Any]
+    hosts: list[str]
+    current_host: str
+
+    @property
+    def host_index(self) -> int:
+        return self.hosts.index(self.current_host)
+
+    @property
+    def host_count(self) -> int:
+        return len(self.hosts)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+def load_processing_context() -> ProcessingContext:
+    """Read `config/processingjobconfig.json` and `config/resourceconfig.json` when present.
+
+    Without them (a local run) the job is one host, `algo-1`.
+    """
+    paths = ProcessingPaths.current()
+    resource = _read_json(paths.resource_config_file) or {}
+    hosts = list(resource.get("hosts") or ["algo-1"])
+    current = resource.get("current_host") or hosts[0]
+    if current not in hosts:
+        raise ValueError(f"current_host {current!r} is not among hosts {hosts} in resourceconfig.json")
+    return ProcessingContext(
+        paths=paths,
+        job_config=_read_json(paths.job_config_file) or {},
+        hosts=hosts,
+        current_host=current,
+    )

@@ -1,0 +1,108 @@
+"""A training job's runtime context, read once from the files SageMaker writes.
+
+Hosts, channels and GPUs come from sagemaker-training's `Environment`, which already parses them.
+That module fixes its paths at import time and, when neither `/opt/ml` nor `$SAGEMAKER_BASE_DIR`
+exists, creates folders under `~/sagemaker_local`; so the variable is set before the import, and the
+module is reloaded when a later job in the same process points the variable elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.sagemaker.hyperparameters import HyperparameterSpec
+from shared.sagemaker.paths import BASE_DIR_ENV, TrainingPaths, base_dir
+
+LOCAL_HOST = "algo-1"
+
+
+def _toolkit_environment_module():
+    os.environ.setdefault(BASE_DIR_ENV, str(base_dir()))
+    from sagemaker_training import environment
+
+    if environment.base_dir != os.environ[BASE_DIR_ENV]:
+        environment = importlib.reload(environment)
+    return environment
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TrainingContext:
+    """What a training job needs to know about where and how it runs."""
+
+    paths: TrainingPaths
+    hyperparameters: dict[str, Any]
+    hosts: list[str]
+    current_host: str
+    channels: dict[str, Path]
+    num_gpus: int
+    num_cpus: int
+    network_interface: str
+
+    @property
+    def host_rank(self) -> int:
+        return self.hosts.index(self.current_host)
+
+    @property
+    def is_master(self) -> bool:
+        return self.current_host == self.hosts[0]
+
+    @property
+    def master_host(self) -> str:
+        return self.hosts[0]
+
+    def channel(self, name: str) -> Path | None:
+        """The channel's folder, or None when the job was not given that channel."""
+        return self.channels.get(name)
+
+
+def load_training_context(spec: HyperparameterSpec) -> TrainingContext:
+    """Read the job's config files and parse its hyperparameters against `spec`.
+
+    Outside SageMaker (a local run, a test) the config files may be missing: the job is then a
+    single host, its channels are the folders present under `input/data/`, and hyperparameters are
+    the defaults.
+    """
+    paths = TrainingPaths.current()
+    raw_hyperparameters = _read_json(paths.hyperparameters_file, {})
+    hyperparameters = spec.parse(raw_hyperparameters)
+    resource_config = _read_json(
+        paths.resource_config_file, {"current_host": LOCAL_HOST, "hosts": [LOCAL_HOST]}
+    )
+    data_root = paths.base / "input" / "data"
+    present = sorted(p.name for p in data_root.iterdir() if p.is_dir()) if data_root.exists() else []
+    input_data_config = _read_json(paths.input_data_config_file, {c: {} for c in present})
+
+    environment = _toolkit_environment_module()
+    env = environment.Environment(
+        resource_config=resource_config,
+        # The toolkit treats an empty dict as "read the file": pass a placeholder entry instead.
+        input_data_config=input_data_config or {"_none": {}},
+        hyperparameters=raw_hyperparameters or {"_none": ""},
+    )
+    channels = {
+        name: Path(folder) for name, folder in env.channel_input_dirs.items() if name != "_none"
+    }
+    return TrainingContext(
+        paths=paths,
+        hyperparameters=hyperparameters,
+        hosts=list(env.hosts),
+        current_host=env.current_host,
+        channels=channels,
+        num_gpus=env.num_gpus,
+        num_cpus=env.num_cpus,
+        network_interface=env.network_interface_name,
+    )

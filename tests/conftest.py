@@ -1,0 +1,49 @@
+"""Fixtures: a private SAGEMAKER_BASE_DIR and HOME per test, the digits sample, entrypoint runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sm_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh /opt/ml stand-in; HOME is moved too, so a write to $HOME would be noticed."""
+    base = tmp_path / "opt_ml"
+    base.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    monkeypatch.setenv("HOME", str(home))
+    return base
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from shared.sample_data import write_digits
+
+    out = tmp_path_factory.mktemp("digits") / "images"
+    write_digits(out, size=32)
+    return out
+
+
+def run_entrypoint(module: str, *args: str, base: Path, timeout: float = 600,
+                   env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m module args` as SageMaker would, against the base dir `base`."""
+    full_env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT),
+                **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], env=full_env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path

@@ -1,0 +1,157 @@
+import io
+import json
+import tarfile
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from shared.models import (
+    ModelConfig,
+    UnknownModelError,
+    UnsafeArtifactError,
+    create_model,
+    load_artifact,
+    load_config,
+    normalisation,
+    save_artifact,
+    write_tarball,
+)
+
+ARCH = "resnet10t"
+
+
+def small_model(classes=3):
+    torch.manual_seed(0)
+    return create_model(ARCH, classes).eval()
+
+
+def config_for(model, classes=("a", "b", "c")):
+    mean, std = normalisation(model)
+    return ModelConfig(ARCH, list(classes), 32, mean, std)
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    model = small_model()
+    save_artifact(model, config_for(model), tmp_path / "model")
+    return model, tmp_path / "model"
+
+
+def same_outputs(a, b):
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        return torch.allclose(a(x), b(x), atol=1e-6)
+
+
+def test_unknown_architecture_suggests_close_names():
+    with pytest.raises(UnknownModelError, match="did you mean.*resnet18"):
+        create_model("resnet_18", 3)
+
+
+def test_folder_round_trip_gives_the_same_model_and_config(artifact):
+    model, folder = artifact
+    loaded, config = load_artifact(folder)
+    assert same_outputs(model, loaded)
+    assert config.class_names == ["a", "b", "c"] and config.input_size == 32
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["num_classes"] == 3 and "torch" in meta["library_versions"]
+
+
+def test_tarball_round_trip_and_folder_holding_only_the_tarball(artifact, tmp_path):
+    model, folder = artifact
+    tarball = write_tarball(folder, tmp_path / "out" / "model.tar.gz")
+    assert same_outputs(model, load_artifact(tarball)[0])
+    assert same_outputs(model, load_artifact(tarball.parent)[0])
+    assert load_config(tarball).class_names == ["a", "b", "c"]
+
+
+def test_pickled_weights_are_refused(tmp_path, artifact):
+    model, folder = artifact
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    torch.save(model.state_dict(), pickled / "model.pth")
+    (pickled / "model.json").write_text((folder / "model.json").read_text())
+    with pytest.raises(UnsafeArtifactError, match="pickled weights are refused"):
+        load_artifact(pickled)
+    torch.save(model.state_dict(), pickled / "model.safetensors")  # a pickle in disguise
+    with pytest.raises(UnsafeArtifactError, match="pickle"):
+        load_artifact(pickled)
+
+
+def add_bytes(tar, name, data, **attrs):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("entry", ["../evil.txt", "/tmp/evil.txt", "sub/../../evil.txt"])
+def test_tarball_with_path_traversal_is_refused_and_writes_nothing_outside(tmp_path, entry):
+    tarball = tmp_path / "work" / "model.tar.gz"
+    tarball.parent.mkdir()
+    with tarfile.open(tarball, "w:gz") as tar:
+        add_bytes(tar, entry, b"gotcha")
+    with pytest.raises(UnsafeArtifactError, match="outside the archive"):
+        load_artifact(tarball)
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_tarball_with_a_symlink_is_refused(tmp_path):
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        info = tarfile.TarInfo("model.safetensors")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(UnsafeArtifactError, match="link"):
+        load_artifact(tarball)
+
+
+def test_symlinked_files_in_a_folder_are_refused(tmp_path, artifact):
+    _, folder = artifact
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "model.safetensors").symlink_to(folder / "model.safetensors")
+    (linked / "model.json").write_text((folder / "model.json").read_text())
+    with pytest.raises(UnsafeArtifactError, match="symbolic link"):
+        load_artifact(linked)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("class_names", "abc"), ("input_size", "32"), ("mean", [0.5, 0.5]), ("architecture", 7),
+    ("num_classes", 4), ("std", [0, 1, 1]), ("format_version", 99)])
+def test_model_json_with_wrong_types_is_refused(artifact, field, value):
+    _, folder = artifact
+    meta = json.loads((folder / "model.json").read_text())
+    meta[field] = value
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UnsafeArtifactError, match=field.split("_")[0]):
+        load_artifact(folder)
+
+
+def test_weights_of_another_architecture_are_refused(artifact):
+    _, folder = artifact
+    meta = json.loads((folder / "model.json").read_text())
+    meta["architecture"] = "resnet18"
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UnsafeArtifactError, match="does not match resnet18"):
+        load_artifact(folder)
+
+
+def test_local_pretrained_weights_load_the_backbone_and_skip_a_mismatched_head(tmp_path):
+    source = small_model(classes=5)
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
+    model = create_model(ARCH, 3, pretrained_weights=weights)
+    assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
+    assert model.get_classifier().out_features == 3
+
+
+def test_missing_artifact_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_artifact(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        load_artifact(tmp_path / "empty")
