@@ -1,0 +1,1 @@
+"""Processing component: prepares images for training, monitoring and explanation."""
