@@ -1,0 +1,1 @@
+"""Pipelines that chain the components, and the local runner and demo."""
