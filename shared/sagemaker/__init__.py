@@ -1,6 +1,12 @@
 """The SageMaker runtime context, read in one place: paths, hyperparameters, hosts, failure, stop."""
 
-from shared.sagemaker.failure import JobError, parser_reporting_to, run_job, write_reason
+from shared.sagemaker.failure import (
+    JobError,
+    JobInterrupted,
+    parser_reporting_to,
+    run_job,
+    write_reason,
+)
 from shared.sagemaker.hyperparameters import HyperparameterError, HyperparameterSpec, Param
 from shared.sagemaker.paths import BASE_DIR_ENV, ProcessingPaths, TrainingPaths, base_dir
 from shared.sagemaker.processing import ProcessingContext, load_processing_context
@@ -13,6 +19,7 @@ __all__ = [
     "HyperparameterError",
     "HyperparameterSpec",
     "JobError",
+    "JobInterrupted",
     "Param",
     "ProcessingContext",
     "ProcessingPaths",

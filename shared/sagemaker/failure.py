@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 class JobError(Exception):
     """A failure whose message is meant for the user as it stands (bad input, bad configuration)."""
 
+    exit_code = 2
+
+
+class JobInterrupted(JobError):
+    """The job was told to stop (SIGTERM) and stopped cleanly; it can be resumed."""
+
+    exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+
 
 def write_reason(path: Path, reason: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +38,7 @@ def write_reason(path: Path, reason: str) -> None:
 
 def run_job(job: Callable[[], None], failure_file: Path) -> int:
     """Run `job`; on any exception write its reason to `failure_file` and return a non-zero code."""
+    failure_file.unlink(missing_ok=True)  # a reason left by an earlier, interrupted run is stale
     try:
         job()
     except SystemExit:
@@ -45,7 +54,7 @@ def run_job(job: Callable[[], None], failure_file: Path) -> int:
         log.error("job failed: %s", reason)
         traceback.print_exc(file=sys.stderr)
         write_reason(failure_file, reason)
-        return 2
+        return exc.exit_code if isinstance(exc, JobError) else 2
     return 0
 
 
