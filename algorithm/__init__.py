@@ -1,0 +1,1 @@
+"""Algorithm component: fine-tunes timm classifiers (train) and serves them (serve)."""

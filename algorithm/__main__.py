@@ -1,0 +1,34 @@
+"""`python -m algorithm {train,serve}`: what SageMaker runs as `docker run <image> train|serve`.
+
+Training jobs are configured by input/config/hyperparameters.json, the server by environment
+variables (and `--host` for tests), as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from shared.logs import configure_logging
+from shared.sagemaker import TrainingPaths, parser_reporting_to, run_job
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    failure_file = TrainingPaths.current().failure_file
+    parser = parser_reporting_to(failure_file)(prog="python -m algorithm", description=__doc__)
+    modes = parser.add_subparsers(dest="mode", required=True)
+    modes.add_parser("train", help="train a model (SageMaker training job)")
+    serve = modes.add_parser("serve", help="serve the model over HTTP (endpoint, Batch Transform)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    args = parser.parse_args(argv)
+    if args.mode == "train":
+        from algorithm import train
+
+        return run_job(train.run, failure_file)
+    from algorithm.serve import server
+
+    return server.main(host=args.host)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""`algorithm train`: the SageMaker training job. Fine-tunes a timm model on processed datasets.
+
+Channels: train, validation (required), test (optional, evaluated at the end), model (optional
+warm start, folder or model.tar.gz). Writes the best-validation-epoch model to model/, evaluation to
+model/ and output/data/, TensorBoard events to output/tensorboard, checkpoints to checkpoints/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from algorithm.callbacks import AtomicCheckpointIO, EpochMetrics, FreezeBackbone
+from algorithm.data import ProcessedDataModule
+from algorithm.evaluation import accuracy_of, multiclass_report, plot_confusion_matrix, predict
+from algorithm.hyperparameters import SPEC
+from algorithm.module import Classifier
+from shared.data import DatasetFormatError, ProcessedDataset, write_json_atomic
+from shared.models import (
+    ModelConfig,
+    create_model,
+    load_artifact,
+    normalisation,
+    save_artifact,
+)
+from shared.sagemaker import JobError, JobInterrupted, TrainingContext, load_training_context
+
+log = logging.getLogger(__name__)
+LAST_CHECKPOINT = "last.ckpt"
+DDP_PORT = "29500"
+
+
+def open_channel(ctx: TrainingContext, name: str, required: bool) -> ProcessedDataset | None:
+    folder = ctx.channel(name)
+    if folder is None or not folder.exists():
+        if required:
+            raise JobError(f"the {name!r} channel is missing: give the training job a {name}"
+                           " channel holding the processing component's output")
+        return None
+    try:
+        data = ProcessedDataset(folder)
+    except DatasetFormatError as exc:
+        raise JobError(f"{name} channel: {exc}") from None
+    if len(data) == 0:
+        raise JobError(f"the {name} channel holds no images")
+    if data.classes is None or not data.labelled:
+        raise JobError(f"the {name} channel is not labelled (no classes.json / labels): use"
+                       " processing train mode output")
+    return data
+
+
+def check_classes(channels: dict[str, ProcessedDataset]) -> list[str]:
+    reference = channels["train"].classes
+    for name, data in channels.items():
+        if data.classes != reference:
+            raise JobError(f"class lists differ between channels: train has {reference},"
+                           f" {name} has {data.classes}")
+    shapes = {name: data.image_shape for name, data in channels.items()}
+    if len(set(shapes.values())) > 1:
+        raise JobError(f"image sizes differ between channels: {shapes}")
+    return list(reference)
+
+
+def build_model(ctx: TrainingContext, hp: dict[str, Any],
+                classes: list[str]) -> tuple[torch.nn.Module, str]:
+    """The model to train and its architecture name: new, or warm-started from the model channel."""
+    warm = ctx.channel("model")
+    if warm is None or not warm.exists():
+        model = create_model(hp["model_name"], len(classes),
+                             pretrained_weights=hp["pretrained_weights"])
+        return model, hp["model_name"]
+    previous, config = load_artifact(warm)
+    if config.architecture != hp["model_name"]:
+        log.warning("warm start: using the model's architecture %s (model_name %s ignored)",
+                    config.architecture, hp["model_name"])
+    if config.class_names == classes:
+        log.info("warm start from %s (%s)", warm, config.architecture)
+        return previous, config.architecture
+    if not hp["reinitialize_head"]:
+        raise JobError(f"the warm-start model was trained on classes {config.class_names}, the data"
+                       f" has {classes}; set reinitialize_head=true to keep its backbone and train"
+                       " a new classifier")
+    model = create_model(config.architecture, len(classes))
+    own = model.state_dict()
+    backbone = {k: v for k, v in previous.state_dict().items()
+                if k in own and own[k].shape == v.shape}
+    model.load_state_dict(backbone, strict=False)
+    log.info("warm start: backbone from %s, new %d-class head", warm, len(classes))
+    return model, config.architecture
+
+
+def hardware(ctx: TrainingContext, hp: dict[str, Any]) -> dict[str, Any]:
+    gpus = torch.cuda.device_count()
+    devices = hp["processes_per_host"] or max(1, gpus)
+    nodes = len(ctx.hosts)
+    if nodes > 1:
+        # Lightning's default cluster environment reads these; SageMaker hosts resolve by name.
+        os.environ.setdefault("MASTER_ADDR", ctx.master_host)
+        os.environ.setdefault("MASTER_PORT", DDP_PORT)
+        os.environ.setdefault("NODE_RANK", str(ctx.host_rank))
+    precision = hp["precision"]
+    if precision == "auto":
+        precision = ("bf16-mixed" if gpus and torch.cuda.is_bf16_supported() else
+                     "16-mixed" if gpus else "32-true")
+    elif precision == "32":
+        precision = "32-true"
+    if not gpus and precision == "16-mixed":
+        raise JobError("precision=16-mixed needs a GPU; use 32 or bf16-mixed on CPU")
+    workers = hp["num_workers"]
+    if workers < 0:
+        workers = min(8, max(0, ctx.num_cpus // devices - 1)) if gpus else 0
+    if not gpus:  # keep processes from oversubscribing the cores
+        torch.set_num_threads(max(1, ctx.num_cpus // devices))
+    return {
+        "accelerator": "gpu" if gpus else "cpu",
+        "devices": devices,
+        "num_nodes": nodes,
+        "strategy": "ddp" if devices * nodes > 1 else "auto",
+        "precision": precision,
+        "num_workers": workers,
+    }
+
+
+def run() -> None:
+    ctx = load_training_context(SPEC)
+    hp = ctx.hyperparameters
+    channels = {"train": open_channel(ctx, "train", True),
+                "validation": open_channel(ctx, "validation", True)}
+    test = open_channel(ctx, "test", False)
+    if test is not None:
+        channels["test"] = test
+    classes = check_classes(channels)
+    image_size = channels["train"].image_shape[0]
+    pl.seed_everything(hp["seed"], workers=True, verbose=False)
+    model, architecture = build_model(ctx, hp, classes)
+    mean, std = normalisation(model)
+    module = Classifier(model, len(classes), mean, std, hp)
+    hw = hardware(ctx, hp)
+    data = ProcessedDataModule(channels["train"], channels["validation"],
+                               batch_size=hp["batch_size"], num_workers=hw["num_workers"],
+                               augment=hp["online_augmentation"], seed=hp["seed"])
+    paths = ctx.paths
+    checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best",
+                                 monitor="val_accuracy", mode="max", save_top_k=1,
+                                 save_last=True, enable_version_counter=False)
+    epoch_metrics = EpochMetrics(paths.output_data / "metrics.csv")
+    callbacks: list[pl.Callback] = [checkpoint, epoch_metrics]
+    if hp["freeze_backbone_epochs"]:
+        callbacks.append(FreezeBackbone(hp["freeze_backbone_epochs"]))
+    if hp["early_stopping_patience"]:
+        callbacks.append(EarlyStopping("val_loss", patience=hp["early_stopping_patience"]))
+    trainer = pl.Trainer(
+        max_epochs=hp["epochs"],
+        accelerator=hw["accelerator"], devices=hw["devices"], num_nodes=hw["num_nodes"],
+        strategy=hw["strategy"], precision=hw["precision"],
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()],
+        logger=TensorBoardLogger(paths.output / "tensorboard", name="", version=""),
+        default_root_dir=paths.checkpoints,
+        enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
+        log_every_n_steps=10, num_sanity_val_steps=0, deterministic=False,
+    )
+    last = paths.checkpoints / LAST_CHECKPOINT
+    resume = last if last.exists() else None
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:
+        raise JobInterrupted(
+            f"stopped by SIGTERM after {trainer.current_epoch} completed epoch(s); the checkpoint"
+            f" in {paths.checkpoints} resumes the job when it is started again") from None
+    if not trainer.is_global_zero:
+        return  # only rank 0 writes outputs
+    config = ModelConfig(architecture=architecture, class_names=classes, input_size=image_size,
+                         mean=mean, std=std, extra={"hyperparameters": hp})
+    write_outputs(ctx, hp, module, checkpoint, config, channels)
+
+
+def best_weights(module: Classifier, checkpoint: ModelCheckpoint) -> None:
+    """Load the best validation epoch's weights (own checkpoint, read without unpickling code)."""
+    if not checkpoint.best_model_path:
+        return
+    state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
+
+
+def write_outputs(ctx: TrainingContext, hp: dict[str, Any], module: Classifier,
+                  checkpoint: ModelCheckpoint, config: ModelConfig,
+                  channels: dict[str, ProcessedDataset]) -> None:
+    classes = config.class_names
+    paths = ctx.paths
+    best_weights(module, checkpoint)
+    module = module.cpu().float().eval()
+    split = "test" if "test" in channels else "validation"
+    data = channels[split]
+    probabilities = predict(module, data, batch_size=max(hp["batch_size"], 256))
+    report = multiclass_report(data.labels, probabilities.argmax(1), classes)
+    accuracy = accuracy_of(report)
+    threshold = hp["accuracy_threshold"]
+    report.update({
+        "evaluated_on": split,
+        "images": len(data),
+        "accuracy_threshold": threshold,
+        "passed": True if threshold is None else bool(accuracy >= threshold),
+        "best_epoch_val_accuracy": float(checkpoint.best_model_score or 0.0),
+    })
+    config.extra["evaluation"] = {"split": split, "accuracy": accuracy}
+    save_artifact(module.model, config, paths.model)
+    for folder in (paths.model, paths.output_data):
+        write_json_atomic(folder / "evaluation.json", report)
+    plot_confusion_matrix(report, paths.output_data / "confusion_matrix.png",
+                          f"{split} accuracy {accuracy:.3f}")
+    log.info("%s accuracy %.4f%s; model written to %s", split, accuracy,
+             "" if threshold is None else f" (threshold {threshold}: "
+             f"{'passed' if report['passed'] else 'NOT passed'})", paths.model)
+    print(json.dumps({"evaluation": split, "accuracy": round(accuracy, 4),
+                      "passed": report["passed"]}), flush=True)
+

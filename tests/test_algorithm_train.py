@@ -1,0 +1,173 @@
+"""The training job through `python -m algorithm train`, as SageMaker runs it."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from shared.models import load_artifact, write_tarball
+from tests.conftest import ROOT, TRAIN_HYPERPARAMETERS, run_entrypoint, training_job, write_json
+
+EPOCH_LINE = re.compile(r"^epoch=(\d+) train_loss=[\d.]+ train_accuracy=[\d.]+ val_loss=[\d.]+"
+                        r" val_accuracy=([\d.]+) lr=[\d.]+$", re.M)
+
+
+def evaluation(base):
+    return json.loads((base / "model" / "evaluation.json").read_text())
+
+
+def test_trains_the_digits_to_high_test_accuracy(trained_job):
+    base, result = trained_job
+    report = evaluation(base)
+    metrics = report["multiclass_classification_metrics"]
+    assert report["evaluated_on"] == "test" and report["passed"] is True
+    assert metrics["accuracy"]["value"] >= 0.95
+    for key in ("weighted_precision", "weighted_recall", "weighted_f1"):
+        assert 0.9 <= metrics[key]["value"] <= 1.0
+    matrix = metrics["confusion_matrix"]
+    assert sum(sum(row.values()) for row in matrix.values()) == report["images"] == 269
+    assert set(metrics["per_class"]) == {str(d) for d in range(10)}
+    assert (base / "output" / "data" / "evaluation.json").read_text() == (
+        base / "model" / "evaluation.json").read_text()
+
+
+def test_writes_a_loadable_artifact_with_classes_size_and_normalisation(trained_job):
+    base, _ = trained_job
+    model, config = load_artifact(base / "model")
+    assert config.architecture == "resnet10t" and config.class_names == [str(d) for d in range(10)]
+    assert config.input_size == 32 and len(config.mean) == 3
+    assert not any(p.suffix in (".pt", ".pth", ".ckpt") for p in (base / "model").iterdir())
+
+
+def test_logs_one_parseable_line_per_epoch_tensorboard_csv_and_plot(trained_job):
+    base, result = trained_job
+    epochs = EPOCH_LINE.findall(result.stdout)
+    assert [int(e) for e, _ in epochs] == [1, 2, 3, 4]
+    csv_lines = (base / "output" / "data" / "metrics.csv").read_text().strip().splitlines()
+    assert csv_lines[0].startswith("epoch,train_loss") and len(csv_lines) == 5
+    assert list((base / "output" / "tensorboard").rglob("events.out.tfevents.*"))
+    with Image.open(base / "output" / "data" / "confusion_matrix.png") as image:
+        assert image.size[0] > 200
+    assert (base / "checkpoints" / "last.ckpt").exists()
+    assert not (base / "output" / "failure").exists()
+
+
+def test_sigterm_stops_cleanly_and_a_restart_finishes_the_same_epochs(processed_small, tmp_path):
+    base = training_job(tmp_path / "opt_ml", processed_small,
+                        {**TRAIN_HYPERPARAMETERS, "epochs": "3"}, ("train", "validation"))
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "algorithm", "train"], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = proc.stdout.readline()
+    assert first.startswith("epoch=1 ")
+    time.sleep(1.0)  # somewhere inside epoch 2
+    proc.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    proc.wait(timeout=60)
+    assert time.monotonic() - started < 30
+    assert proc.returncode == 143
+    assert "stopped by SIGTERM after 1 completed epoch" in (base / "output" / "failure").read_text()
+    assert not (base / "model" / "model.json").exists()
+    resumed = run_entrypoint("algorithm", "train", base=base)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [int(e) for e, _ in EPOCH_LINE.findall(resumed.stdout)] == [2, 3]
+    rows = (base / "output" / "data" / "metrics.csv").read_text().strip().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == [1, 2, 3]
+    assert not (base / "output" / "failure").exists()
+    assert evaluation(base)["evaluated_on"] == "validation"
+    load_artifact(base / "model")
+
+
+def test_two_process_ddp_on_cpu_trains_and_only_rank_zero_writes(processed_small, tmp_path):
+    base = training_job(tmp_path / "opt_ml", processed_small,
+                        {**TRAIN_HYPERPARAMETERS, "epochs": "1", "processes_per_host": "2",
+                         "accuracy_threshold": "1.0"})
+    result = run_entrypoint("algorithm", "train", base=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    assert len(EPOCH_LINE.findall(result.stdout)) == 1  # printed by rank 0 only
+    assert result.stdout.count('"evaluation"') == 1
+    assert sorted(p.name for p in (base / "model").iterdir()) == [
+        "evaluation.json", "model.json", "model.safetensors"]
+    report = evaluation(base)
+    assert report["accuracy_threshold"] == 1.0
+    assert report["passed"] is (report["multiclass_classification_metrics"]["accuracy"]["value"]
+                                >= 1.0)
+
+
+def test_warm_start_from_a_model_tarball_starts_from_its_weights(trained_job, processed_small,
+                                                                 tmp_path):
+    trained_base, _ = trained_job
+    base = training_job(tmp_path / "opt_ml", processed_small,
+                        {**TRAIN_HYPERPARAMETERS, "epochs": "1", "learning_rate": "0.0001"},
+                        ("train", "validation"))
+    write_tarball(trained_base / "model", base / "input" / "data" / "model" / "model.tar.gz")
+    result = run_entrypoint("algorithm", "train", base=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (_, val_accuracy), = EPOCH_LINE.findall(result.stdout)
+    assert float(val_accuracy) >= 0.95  # from random weights one epoch gives far less
+
+
+def test_warm_start_with_other_classes_needs_reinitialize_head(trained_job, tmp_path):
+    from shared.data import DatasetWriter, ProcessedDataset
+
+    trained_base, _ = trained_job
+    source = ProcessedDataset(trained_base / "input" / "data" / "validation")
+    processed = tmp_path / "three_classes"
+    for split in ("train", "validation"):
+        writer = DatasetWriter(processed / split, 32, classes=["0", "1", "2"])
+        for i in range(len(source)):
+            image, label, image_id = source[i]
+            if label < 3:
+                writer.add(image, image_id, image_id, str(label))
+        writer.commit({})
+    hp = {**TRAIN_HYPERPARAMETERS, "epochs": "1"}
+    base = training_job(tmp_path / "opt_ml", processed, hp, ("train", "validation"))
+    (base / "input" / "data" / "model").symlink_to(trained_base / "model")
+    refused = run_entrypoint("algorithm", "train", base=base)
+    assert refused.returncode != 0
+    assert "reinitialize_head=true" in (base / "output" / "failure").read_text()
+    write_json(base / "input" / "config" / "hyperparameters.json",
+               {**hp, "reinitialize_head": "true"})
+    accepted = run_entrypoint("algorithm", "train", base=base)
+    assert accepted.returncode == 0, accepted.stderr[-3000:]
+    assert load_artifact(base / "model")[1].class_names == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("no_train", "the 'train' channel is missing"),
+    ("unknown_hp", "unknown hyperparameter(s): optimiser (did you mean optimizer?)"),
+    ("bad_choice", "lr_scheduler='linear' is not allowed; valid choices: none, cosine, step"),
+    ("bad_model", "unknown timm architecture 'resnet_10t'"),
+    ("class_mismatch", "class lists differ between channels"),
+])
+def test_bad_input_fails_with_a_reason_in_output_failure(processed_small, tmp_path, case,
+                                                         expected):
+    hp = dict(TRAIN_HYPERPARAMETERS)
+    channels = ("train", "validation")
+    if case == "no_train":
+        channels = ("validation",)
+    if case == "unknown_hp":
+        hp["optimiser"] = "adam"
+    if case == "bad_choice":
+        hp["lr_scheduler"] = "linear"
+    if case == "bad_model":
+        hp["model_name"] = "resnet_10t"
+    base = training_job(tmp_path / "opt_ml", processed_small, hp, channels)
+    if case == "class_mismatch":
+        classes = base / "input" / "data" / "validation"
+        copy = tmp_path / "validation_copy"
+        subprocess.run(["cp", "-rL", str(classes), str(copy)], check=True)
+        (copy / "classes.json").write_text(json.dumps([f"c{i}" for i in range(10)]))
+        classes.unlink()
+        classes.symlink_to(copy)
+    result = run_entrypoint("algorithm", "train", base=base)
+    assert result.returncode != 0
+    assert expected in (base / "output" / "failure").read_text()
+    assert not (base / "model" / "model.json").exists()
