@@ -1,0 +1,65 @@
+"""Processing serve mode: images per second with one worker versus all workers, side by side.
+
+Target (issue 3): all workers on 2 cores at least 1.7x one worker.
+Run: .venv/bin/python bench/processing.py [--images 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import print_header, print_result  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_photos(folder: Path, count: int) -> None:
+    """Photo-like JPEGs (smooth gradients plus texture), 400x300, in 10 class folders."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:300, 0:400].astype(np.float32)
+    for i in range(count):
+        a, b, c = rng.uniform(0.005, 0.05, 3)
+        base = np.stack([np.sin(x * a + i), np.cos(y * b), np.sin((x + y) * c)], axis=-1)
+        pixels = (base * 100 + 128 + rng.normal(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
+        path = folder / f"c{i % 10}" / f"{i:05d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(path, quality=90)
+
+
+def run_serve(base: Path, workers: int) -> float:
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "processing", "serve", "--image-size", "224",
+                    "--workers", str(workers)], env=env, check=True, cwd=ROOT,
+                   stderr=subprocess.DEVNULL)
+    report = json.loads((base / "processing/output/report/report.json").read_text())
+    return report["images_used"] / report["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=3000)
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0))
+    print_header("processing serve: one worker vs all workers",
+                 f"{args.images} JPEGs 400x300 -> 224x224 crop, shards of 6 MB")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        make_photos(base / "processing/input/data", args.images)
+        run_serve(base, cores)  # warm the page cache so both sides read from memory
+        one = run_serve(base, 1)
+        every = run_serve(base, cores)
+    print_result("1 worker", one, f"{cores} workers", every, "images/s", target=1.7)
+
+
+if __name__ == "__main__":
+    main()
