@@ -44,25 +44,33 @@ def validate_images(
     if not files:
         raise JobError("the input holds no image files (looked for .jpg .jpeg .png .bmp .gif"
                        " .webp .tif .tiff, hidden files ignored)")
+    pool_file = scratch / "pool.npy"
     images = np.lib.format.open_memmap(
-        scratch / "pool.npy", mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
+        pool_file, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
+    images.flush()  # the workers open the file themselves and write their rows
     kept: list[ImageFile] = []
+    rows: list[int] = []
     digests: list[str] = []
     sizes: list[tuple[int, int]] = []
     skipped: list[dict[str, str]] = []
     progress = tqdm(total=len(files), desc="decode+resize", unit="img", disable=None)
-    for result in decode_images([f.path for f in files], size, policy, workers):
+    results = decode_images([f.path for f in files], size, policy, workers, out=pool_file)
+    for result in results:
         progress.update()
         source = files[result.index]
-        if result.image is None:
+        if not result.ok:
             log.warning("skipping %s: %s", source.relpath, result.error)
             skipped.append({"path": source.relpath, "reason": str(result.error)})
             continue
-        images[len(kept)] = result.image
+        rows.append(result.index)
         kept.append(source)
         digests.append(str(result.sha256))
         sizes.append(result.stored_size or (size, size))
     progress.close()
+    for new, old in enumerate(rows):  # close the gaps bad files left, so row k is kept[k]
+        if new != old:
+            images[new] = images[old]
+    images = images[: len(kept)]
     if not kept:
         raise JobError(f"none of the {len(files)} input images could be decoded; first problem:"
                        f" {skipped[0]['path']}: {skipped[0]['reason']}")

@@ -16,7 +16,7 @@ from shared.data.images import ImageDecodeError, fit_square, load_rgb
 
 @dataclass(frozen=True)
 class Decoded:
-    """One file's outcome: the fitted image, or why it was refused."""
+    """One file's outcome: the fitted image (None when written to `out`), or why it was refused."""
 
     index: int
     image: np.ndarray | None
@@ -24,8 +24,23 @@ class Decoded:
     sha256: str | None
     stored_size: tuple[int, int] | None  # width, height as stored in the file
 
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
-def _decode_one(item: tuple[int, Path], size: int, policy: str) -> Decoded:
+
+_open_outputs: dict[Path, np.ndarray] = {}
+
+
+def _output(path: Path) -> np.ndarray:
+    """The shared N x S x S x 3 output array, memory-mapped once per process."""
+    if path not in _open_outputs:
+        _open_outputs.clear()
+        _open_outputs[path] = np.load(path, mmap_mode="r+")
+    return _open_outputs[path]
+
+
+def _decode_one(item: tuple[int, Path], size: int, policy: str, out: Path | None) -> Decoded:
     index, path = item
     try:
         data = Path(path).read_bytes()
@@ -37,17 +52,30 @@ def _decode_one(item: tuple[int, Path], size: int, policy: str) -> Decoded:
         fitted = np.asarray(fit_square(image, size, policy), dtype=np.uint8)
     except ImageDecodeError as exc:
         return Decoded(index, None, str(exc), digest, None)
-    return Decoded(index, fitted, None, digest, image.info.get("stored_size", image.size))
+    stored = image.info.get("stored_size", image.size)
+    if out is not None:
+        _output(out)[index] = fitted
+        return Decoded(index, None, None, digest, stored)
+    return Decoded(index, fitted, None, digest, stored)
 
 
 def decode_images(
-    paths: Sequence[Path], size: int, policy: str = "crop", workers: int = 1
+    paths: Sequence[Path], size: int, policy: str = "crop", workers: int = 1,
+    out: Path | None = None,
 ) -> Iterator[Decoded]:
-    """Yield one Decoded per path, in order; `workers` > 1 spreads the work over processes."""
-    work = partial(_decode_one, size=size, policy=policy)
+    """Yield one Decoded per path, in order; `workers` > 1 spreads the work over processes.
+
+    With `out` (a .npy file of shape len(paths) x size x size x 3) each image is written to its row
+    there by the worker that decoded it, instead of being sent back through a pipe: the parent then
+    handles only small records, which keeps it from becoming the bottleneck.
+    """
+    work = partial(_decode_one, size=size, policy=policy, out=out)
     items = list(enumerate(paths))
     if workers <= 1 or len(items) < 2:
-        yield from map(work, items)
+        try:
+            yield from map(work, items)
+        finally:
+            _open_outputs.clear()  # do not keep the caller's scratch file mapped
         return
     chunksize = max(1, min(32, len(items) // (workers * 8)))
     # fork: the workers need nothing but this module, and start in milliseconds.
