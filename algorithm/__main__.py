@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_job(train.run, failure_file)
     from algorithm.serve import server
 
-    return server.main(host=args.host)
+    return run_job(lambda: server.main(host=args.host), failure_file)
 
 
 if __name__ == "__main__":

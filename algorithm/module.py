@@ -9,19 +9,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from shared.models import classifier_module
-
-
-class Normalise(nn.Module):
-    """uint8 NCHW in [0, 255] -> float, normalised with the architecture's mean and std."""
-
-    def __init__(self, mean: list[float], std: list[float]) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("inv_std", 1.0 / (torch.tensor(std).view(1, 3, 1, 1) * 255.0))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean) * self.inv_std
+from shared.models import Normalise, classifier_module
 
 
 class Classifier(pl.LightningModule):

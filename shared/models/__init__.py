@@ -8,6 +8,7 @@ from shared.models.artifact import (
     write_tarball,
 )
 from shared.models.factory import (
+    Normalise,
     UnknownModelError,
     check_architecture,
     classifier_module,
@@ -18,6 +19,7 @@ from shared.models.safety import UnsafeArtifactError, read_safetensors_state, sa
 
 __all__ = [
     "ModelConfig",
+    "Normalise",
     "UnknownModelError",
     "UnsafeArtifactError",
     "check_architecture",

@@ -78,3 +78,19 @@ def count_parameters(model: nn.Module) -> int:
 
 def set_torch_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
+
+
+class Normalise(nn.Module):
+    """uint8 NCHW in [0, 255] -> float, normalised with the architecture's mean and std.
+
+    Models take uint8 batches and normalise on their own device: a quarter of the bytes through
+    loaders, HTTP and host-to-device copies.
+    """
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("inv_std", 1.0 / (torch.tensor(std).view(1, 3, 1, 1) * 255.0))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) * self.inv_std

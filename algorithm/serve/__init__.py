@@ -1,0 +1,1 @@
+"""The model server: gunicorn + a small WSGI app, SageMaker's /ping, /invocations, /execution-parameters."""
