@@ -1,0 +1,93 @@
+"""Serving throughput: the HTTP batch path versus the same model's forward pass in-process.
+
+One server worker (all cores for torch), resnet10t with 10 classes at 64x64, batches of 64 sent as
+application/x-npy over a keep-alive connection, against Predictor.predict on the same batches in
+this process with the same thread count. Also one-image-per-request image/png throughput.
+Target (issue 5): HTTP batch path at least 0.9x in-process.
+Run: .venv/bin/python bench/serving.py [--batches 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from algorithm.serve.predictor import Predictor  # noqa: E402
+from bench.common import print_header, print_result  # noqa: E402
+from shared.models import ModelConfig, create_model, normalisation, save_artifact  # noqa: E402
+from tests.serving import running_server  # noqa: E402
+
+ARCH, SIZE, BATCH = "resnet10t", 64, 64
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def post_all(port: int, bodies: list[bytes], content_type: str) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    start = time.perf_counter()
+    for body in bodies:
+        conn.request("POST", "/invocations", body=body, headers={"Content-Type": content_type})
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, response.status
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=30)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (BATCH, SIZE, SIZE, 3), dtype=np.uint8)
+               for _ in range(args.batches)]
+    cores = len(os.sched_getaffinity(0))
+    torch.set_num_threads(cores)
+    print_header("serving: HTTP x-npy batches vs in-process forward",
+                 f"{ARCH} 10 classes, {args.batches} batches of {BATCH} at {SIZE}x{SIZE}, one"
+                 f" worker with {cores} torch threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        model = create_model(ARCH, 10)
+        mean, std = normalisation(model)
+        save_artifact(model, ModelConfig(ARCH, [str(i) for i in range(10)], SIZE, mean, std),
+                      base / "model")
+        predictor = Predictor(base / "model").load_now()
+        predictor.predict(batches[0])  # warm-up
+        start = time.perf_counter()
+        for batch in batches:
+            predictor.predict(batch)
+        in_process = args.batches * BATCH / (time.perf_counter() - start)
+        with running_server(base, workers=1) as (_, port):
+            bodies = [npy(b) for b in batches]
+            post_all(port, bodies[:2], "application/x-npy")  # warm-up
+            http_batch = args.batches * BATCH / post_all(port, bodies, "application/x-npy")
+            pngs = []
+            for image in batches[0]:
+                buffer = io.BytesIO()
+                Image.fromarray(image).save(buffer, "PNG")
+                pngs.append(buffer.getvalue())
+            png_rate = len(pngs) / post_all(port, pngs, "image/png")
+    print_result("in-process forward", in_process, "HTTP x-npy batches", http_batch, "images/s",
+                 target=0.9)
+    print(f"HTTP image/png, one image per request: {png_rate:,.1f} images/s")
+
+
+if __name__ == "__main__":
+    main()
