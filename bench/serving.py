@@ -25,8 +25,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from algorithm.serve.predictor import Predictor  # noqa: E402
 from bench.common import print_header, print_result  # noqa: E402
+from pipelines.server import running_server  # noqa: E402
 from shared.models import ModelConfig, create_model, normalisation, save_artifact  # noqa: E402
-from tests.serving import running_server  # noqa: E402
 
 ARCH, SIZE, BATCH = "resnet10t", 64, 64
 

@@ -1,0 +1,53 @@
+"""`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pipelines.definition import PipelineError, load_pipeline
+from pipelines.jobs import Engine
+from pipelines.runner import Runner
+
+
+def parse_param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--param {text!r}: expected NAME=VALUE")
+    return name, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a pipeline definition")
+    run.add_argument("definition", type=Path)
+    run.add_argument("--param", type=parse_param, action="append", default=[],
+                     help="pipeline parameter NAME=VALUE (repeatable)")
+    run.add_argument("--engine", choices=("local", "docker", "podman"), default="local")
+    run.add_argument("--images", type=Path, default=None,
+                     help="JSON map component -> image URI (make image-uris) for docker/podman")
+    run.add_argument("--run-dir", type=Path, default=None,
+                     help="run folder (default runs/<pipeline>-<time>; reuse it with --resume)")
+    run.add_argument("--resume", action="store_true",
+                     help="skip steps that completed before with unchanged inputs")
+    args = parser.parse_args(argv)
+    try:
+        pipeline = load_pipeline(args.definition)
+        run_dir = args.run_dir or Path("runs") / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        images = json.loads(args.images.read_text()) if args.images else None
+        runner = Runner(pipeline, dict(args.param), run_dir, Engine(args.engine, images),
+                        resume=args.resume)
+        result = runner.run()
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

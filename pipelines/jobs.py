@@ -1,0 +1,165 @@
+"""How each kind of step runs: laid out exactly as SageMaker lays out that kind of job.
+
+Every job gets its own `/opt/ml` folder (`<step dir>/opt_ml`). Inputs are linked in (local engine)
+or mounted read-only (container engines); outputs are the folders the component writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.definition import PipelineError, Step
+from pipelines.server import ROOT, request, running_server
+
+HOST_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
+
+
+class StepFailed(RuntimeError):
+    """A step's job exited non-zero; the message is its own failure reason."""
+
+
+@dataclass
+class Engine:
+    """`local` runs the entrypoints in subprocesses; `docker`/`podman` run the images."""
+
+    name: str = "local"
+    images: dict[str, str] | None = None
+    run_args: tuple[str, ...] = ()
+
+    def image(self, component: str) -> str:
+        if self.images and component in self.images:
+            return self.images[component]
+        return f"sagemaker-image-mlops-{component}:latest"
+
+    def command(self, component: str, args: list[str], base: Path, mounts: dict[Path, str],
+                network: str = "none",
+                pass_env: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+        if self.name == "local":
+            env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
+            return [sys.executable, "-m", component, *args], env
+        options = []
+        for source, target in mounts.items():
+            options += ["-v", f"{Path(source).resolve()}:{target}"]
+        for name in pass_env:
+            options += ["-e", name]
+        return [self.name, "run", "--rm", "--network", network, *self.run_args, *options,
+                self.image(component), *args], dict(os.environ)
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists():
+        target.unlink() if target.is_symlink() or target.is_file() else shutil.rmtree(target)
+    target.symlink_to(Path(source).resolve())
+
+
+def _run(command: list[str], env: dict[str, str], log_file: Path, reason_file: Path) -> None:
+    with open(log_file, "a") as log:
+        result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    if result.returncode != 0:
+        reason = reason_file.read_text().strip() if reason_file.is_file() else ""
+        raise StepFailed(reason or f"exited with code {result.returncode}; see {log_file}")
+
+
+def _inputs(spec: dict[str, Any]) -> dict[str, Path]:
+    inputs = {}
+    for name, value in (spec.get("inputs") or {}).items():
+        if value is None or value == "":
+            continue  # an optional input left unset
+        path = Path(value)
+        if not path.exists():
+            raise StepFailed(f"input {name} does not exist: {path}")
+        inputs[name] = path
+    return inputs
+
+
+def processing_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,
+                   log_file: Path) -> dict[str, Path]:
+    base = step_dir / "opt_ml"
+    inputs = _inputs(spec)
+    mounts: dict[Path, str] = {}
+    for name, path in inputs.items():
+        _link(path, base / "processing" / "input" / name)
+        mounts[path] = f"/opt/ml/processing/input/{name}:ro"
+    (base / "processing" / "output").mkdir(parents=True, exist_ok=True)
+    (base / "output").mkdir(parents=True, exist_ok=True)
+    (base / "config").mkdir(parents=True, exist_ok=True)
+    (base / "config" / "resourceconfig.json").write_text(json.dumps(HOST_CONFIG))
+    mounts.update({base / "processing" / "output": "/opt/ml/processing/output",
+                   base / "output": "/opt/ml/output", base / "config": "/opt/ml/config:ro"})
+    args = [step.mode, *[str(a) for a in spec.get("args") or []]]
+    command, env = engine.command(step.component, args, base, mounts)
+    _run(command, env, log_file, base / "output" / "message")
+    return {name: base / "processing" / "output" / name for name in spec.get("outputs") or []}
+
+
+def training_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,
+                 log_file: Path) -> dict[str, Path]:
+    base = step_dir / "opt_ml"
+    channels = _inputs(spec)
+    mounts: dict[Path, str] = {}
+    for name, path in channels.items():
+        _link(path, base / "input" / "data" / name)
+        mounts[path] = f"/opt/ml/input/data/{name}:ro"
+    config = base / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    hyperparameters = {k: str(v) for k, v in (spec.get("hyperparameters") or {}).items()}
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    (config / "resourceconfig.json").write_text(json.dumps(HOST_CONFIG))
+    (config / "inputdataconfig.json").write_text(json.dumps(
+        {c: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
+         for c in channels}))
+    for folder in ("model", "output", "checkpoints"):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        mounts[base / folder] = f"/opt/ml/{folder}"
+    mounts[config] = "/opt/ml/input/config:ro"
+    command, env = engine.command(step.component, ["train"], base, mounts)
+    _run(command, env, log_file, base / "output" / "failure")
+    return {"model": base / "model", "output_data": base / "output" / "data"}
+
+
+def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,
+                  log_file: Path) -> dict[str, Path]:
+    """Batch Transform, SplitType None: one request per input file, `<file>.out` per answer."""
+    inputs = _inputs(spec)
+    if "model" not in inputs or "data" not in inputs:
+        raise PipelineError(f"step {step.name}: a transform needs inputs model and data")
+    base = step_dir / "opt_ml"
+    _link(inputs["model"], base / "model")
+    out = step_dir / "output"
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(inputs["data"].glob("*.npy"))
+    if not files:
+        raise StepFailed(f"no .npy shards to transform in {inputs['data']}")
+    accept = spec.get("accept", "application/jsonlines")
+    command = None
+    if engine.name != "local":
+        # host network: the server must be reachable on 127.0.0.1 at the port we pick
+        command, _ = engine.command(
+            "algorithm", ["serve"], base, {inputs["model"]: "/opt/ml/model:ro"}, network="host",
+            pass_env=("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS"))
+    with open(log_file, "a") as log, running_server(base, workers=int(spec.get("workers", 1)),
+                                                     command=command) as (_, port):
+        status, params, _ = request(port, "GET", "/execution-parameters")
+        limit = params.get("MaxPayloadInMB", 6) if status == 200 else 6
+        for path in files:
+            body = path.read_bytes()
+            if len(body) > limit * 1024 * 1024:
+                raise StepFailed(f"{path.name} is {len(body):,} bytes, over the server's"
+                                 f" MaxPayloadInMB {limit}")
+            status, answer, _ = request(port, "POST", "/invocations", body,
+                                        {"Content-Type": "application/x-npy", "Accept": accept},
+                                        timeout=600)
+            if status != 200:
+                raise StepFailed(f"{path.name}: the model server answered {status}: {answer}")
+            text = answer if isinstance(answer, str) else json.dumps(answer)
+            (out / f"{path.name}.out").write_text(text)
+            log.write(f"transformed {path.name}\n")
+    return {"predictions": out}

@@ -1,0 +1,139 @@
+"""Steps the runner does itself: conditions, the model registry, the batch-inference report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.definition import OPERATORS, PipelineError, Step
+from shared.data import ProcessedDataset, write_json_atomic
+
+
+def _field(data: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(data, dict) or key not in data:
+            raise PipelineError(f"the condition's file has no field {dotted}")
+        data = data[key]
+    return data
+
+
+def _coerce(value: Any) -> Any:
+    """Parameters from the command line are strings: compare numbers as numbers."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def evaluate_condition(step: Step, spec: dict[str, Any]) -> tuple[bool, list[str]]:
+    """(all checks hold, one line per check) for a `condition` step."""
+    path = Path(spec["file"])
+    if not path.is_file():
+        raise PipelineError(f"step {step.name}: condition file {path} does not exist")
+    data = json.loads(path.read_text())
+    lines, ok = [], True
+    for check in spec.get("all") or []:
+        op = check.get("op")
+        if op not in OPERATORS:
+            raise PipelineError(f"step {step.name}: operator {op!r} is not one of {OPERATORS}")
+        actual, wanted = _coerce(_field(data, check["path"])), _coerce(check.get("value"))
+        holds = {">=": actual >= wanted, ">": actual > wanted, "<=": actual <= wanted,
+                 "<": actual < wanted, "==": actual == wanted, "!=": actual != wanted}[op]
+        ok &= holds
+        lines.append(f"{check['path']} = {actual!r} {op} {wanted!r}: {'yes' if holds else 'no'}")
+    return ok, lines
+
+
+def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]:
+    """Copy the inputs into `<registry>/<model_name>/v<N>`: a new version, never an overwrite."""
+    registry = Path(spec.get("registry") or "registry") / str(spec.get("model_name", "model"))
+    registry.mkdir(parents=True, exist_ok=True)
+    staged = registry / f".staging-{uuid.uuid4().hex}"
+    staged.mkdir()
+    sources = {}
+    for name, source in (spec.get("inputs") or {}).items():
+        if source in (None, ""):
+            continue
+        source = Path(source)
+        if not source.exists():
+            shutil.rmtree(staged)
+            raise PipelineError(f"step {step.name}: input {name} does not exist: {source}")
+        shutil.copytree(source, staged / name, symlinks=False) if source.is_dir() else shutil.copy(
+            source, staged / name)
+        sources[name] = str(source.resolve())
+    evaluation = staged / "model" / "evaluation.json"
+    accuracy = None
+    if evaluation.exists():
+        accuracy = json.loads(evaluation.read_text())[
+            "multiclass_classification_metrics"]["accuracy"]["value"]
+    while True:  # the rename fails if another run took this number first: take the next one
+        numbers = [int(p.name[1:]) for p in registry.glob("v*") if p.name[1:].isdigit()]
+        version = max(numbers, default=0) + 1
+        final = registry / f"v{version}"
+        metadata = {"model_name": registry.name, "version": version,
+                    "registered": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "run_dir": str(run_dir), "sources": sources, "accuracy": accuracy}
+        write_json_atomic(staged / "metadata.json", metadata)
+        try:
+            os.rename(staged, final)
+            break
+        except OSError:
+            if not final.exists():
+                raise
+    write_json_atomic(registry / "latest.json", metadata)
+    outputs = {"version_dir": final}
+    outputs.update({name: final / name for name in sources})
+    return outputs
+
+
+def batch_report(step: Step, spec: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Join predictions with image ids (and labels), add the drift verdict and gallery link."""
+    inputs = spec.get("inputs") or {}
+    data = ProcessedDataset(Path(inputs["data"]))
+    predictions_dir = Path(inputs["predictions"])
+    rows_by_shard: dict[str, list[dict]] = {}
+    for shard in data.shard_files():
+        answer = predictions_dir / f"{shard.name}.out"
+        if not answer.exists():
+            raise PipelineError(f"step {step.name}: no prediction file {answer.name}")
+        rows_by_shard[shard.name] = [json.loads(line) for line in answer.read_text().splitlines()
+                                     if line.strip()]
+    joined = []
+    for record in data.records:
+        prediction = rows_by_shard[record["shard"]][record["row"]]
+        joined.append({"id": record["id"], "label": record.get("label"),
+                       "prediction": prediction["label"],
+                       "probability": prediction["probabilities"][prediction["label"]]})
+    labelled = [r for r in joined if r["label"] is not None]
+    accuracy = (sum(r["label"] == r["prediction"] for r in labelled) / len(labelled)
+                if labelled else None)
+    drift = None
+    if inputs.get("drift"):
+        drift_file = Path(inputs["drift"]) / "drift.json"
+        if drift_file.exists():
+            d = json.loads(drift_file.read_text())
+            drift = {"drift": d["drift"], "p_value": d["p_value"], "distance": d.get("distance"),
+                     "plot": str(next(Path(inputs["drift"]).glob("*.png"), ""))}
+    gallery = None
+    if inputs.get("explanations"):
+        index = Path(inputs["explanations"]) / "index.html"
+        gallery = str(index) if index.exists() else None
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "predictions.jsonl", "w") as f:
+        for row in joined:
+            f.write(json.dumps(row) + "\n")
+    summary = {"images": len(joined), "labelled": len(labelled), "accuracy": accuracy,
+               "drift": drift, "explanations_gallery": gallery,
+               "predictions": str(out / "predictions.jsonl")}
+    write_json_atomic(out / "report.json", summary)
+    return {"report": out}

@@ -1,0 +1,175 @@
+"""Pipeline definitions and the local runner: ordering, references, errors, conditions, resume."""
+
+import json
+import shutil
+import textwrap
+
+import pytest
+from PIL import Image
+
+from pipelines.definition import PipelineError, load_pipeline
+from pipelines.runner import Runner
+
+
+def write_yaml(tmp_path, text, name="p.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+ORDERED = """
+name: ordered
+parameters:
+  data: {}
+  size: {default: 16}
+steps:
+  - name: last
+    job: condition
+    file: "${steps.middle.outputs.report}/report.json"
+    all: [{path: images_used, op: ">=", value: 1}]
+  - name: middle
+    job: processing
+    component: processing
+    mode: serve
+    depends_on: [first]
+    inputs: {data: "${params.data}"}
+    args: [--image-size, "${params.size}"]
+    outputs: [data, report]
+  - name: first
+    job: processing
+    component: processing
+    mode: serve
+    inputs: {data: "${params.data}"}
+    args: [--image-size, "${params.size}"]
+    outputs: [data, report]
+"""
+
+
+def test_steps_run_in_dependency_order_not_file_order(tmp_path):
+    assert load_pipeline(write_yaml(tmp_path, ORDERED)).order == ["first", "middle", "last"]
+
+
+@pytest.mark.parametrize("change,message", [
+    (("${steps.middle.outputs.report}", "${steps.nowhere.outputs.report}"),
+     "refers to unknown step(s) nowhere"),
+    (('"${params.size}"]\n    outputs: [data, report]\n  - name: first',
+      '"${params.colour}"]\n    outputs: [data, report]\n  - name: first'),
+     "unknown parameter(s) colour"),
+    (("inputs: {data: \"${params.data}\"}", "inputs: {data: \"${steps.last.outputs.x}\"}"),
+     "steps form a cycle: last -> middle -> first -> last"),
+    (("job: condition", "job: lambda"), "job 'lambda' is not one of"),
+    (("component: processing\n    mode: serve\n    inputs: {data: \"${params",
+      "component: cooking\n    mode: serve\n    inputs: {data: \"${params"),
+     "component 'cooking' is not one of"),
+])
+def test_bad_definitions_are_refused_before_anything_runs(tmp_path, change, message):
+    text = ORDERED.replace(*change)
+    assert text != ORDERED
+    with pytest.raises(PipelineError) as err:
+        load_pipeline(write_yaml(tmp_path, text))
+    assert message in str(err.value)
+
+
+def test_unknown_and_missing_parameters_are_refused(tmp_path):
+    pipeline = load_pipeline(write_yaml(tmp_path, ORDERED))
+    with pytest.raises(PipelineError, match="unknown parameter.*colour.*takes: data, size"):
+        Runner(pipeline, {"data": "x", "colour": "red"}, tmp_path / "run")
+    with pytest.raises(PipelineError, match="parameter data is required"):
+        Runner(pipeline, {}, tmp_path / "run")
+
+
+def small_images(root, n=6):
+    for i in range(n):
+        (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (i * 30, 0, 0)).save(root / f"c{i % 2}" / f"{i}.png")
+    return root
+
+
+def test_run_chains_outputs_and_resume_reuses_unchanged_steps(tmp_path):
+    data = small_images(tmp_path / "images")
+    pipeline = load_pipeline(write_yaml(tmp_path, ORDERED))
+    run_dir = tmp_path / "run"
+    first = Runner(pipeline, {"data": str(data)}, run_dir, echo=False).run()
+    assert first.ok and [s.state for s in first.steps] == ["completed"] * 3
+    assert (run_dir / "middle" / "opt_ml" / "processing" / "output" / "data" /
+            "manifest.jsonl").exists()
+    assert json.loads((run_dir / "first" / "status.json").read_text())["state"] == "completed"
+    again = Runner(pipeline, {"data": str(data)}, run_dir, resume=True, echo=False).run()
+    assert [s.state for s in again.steps] == ["reused"] * 3
+    small_images(tmp_path / "images", n=8)  # new input images: everything downstream reruns
+    changed = Runner(pipeline, {"data": str(data)}, run_dir, resume=True, echo=False).run()
+    assert [s.state for s in changed.steps] == ["completed"] * 3
+
+
+def test_a_false_condition_skips_what_depends_on_it(tmp_path):
+    text = ORDERED.replace('op: ">=", value: 1', 'op: ">=", value: 1000') + textwrap.indent(
+        textwrap.dedent("""
+        - name: after
+          job: processing
+          component: processing
+          mode: serve
+          depends_on: [last]
+          inputs: {data: "${params.data}"}
+          outputs: [data]
+        """), "  ")
+    data = small_images(tmp_path / "images")
+    result = Runner(load_pipeline(write_yaml(tmp_path, text)), {"data": str(data)},
+                    tmp_path / "run", echo=False).run()
+    assert result.ok
+    assert result.state("last") == "condition-false" and result.state("after") == "skipped"
+    assert "images_used = 6 >= 1000: no" in result.steps[2].detail
+
+
+def test_a_failed_step_stops_the_run_with_its_reason(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = Runner(load_pipeline(write_yaml(tmp_path, ORDERED)), {"data": str(empty)},
+                    tmp_path / "run", echo=False).run()
+    assert not result.ok and result.state("first") == "failed"
+    assert "no images in" in result.steps[0].detail
+    assert [s.name for s in result.steps] == ["first"]
+    assert "FAILED" in result.summary()
+
+
+def test_registering_twice_gives_two_versions_and_never_overwrites(tmp_path, trained_job):
+    text = """
+    name: reg
+    parameters: {model: {}, registry: {}}
+    steps:
+      - name: register
+        job: register
+        registry: "${params.registry}"
+        model_name: digits
+        inputs: {model: "${params.model}"}
+    """
+    pipeline = load_pipeline(write_yaml(tmp_path, text))
+    params = {"model": str(trained_job[0] / "model"), "registry": str(tmp_path / "registry")}
+    for run in ("a", "b"):
+        assert Runner(pipeline, params, tmp_path / run, echo=False).run().ok
+    versions = sorted(p.name for p in (tmp_path / "registry" / "digits").glob("v*"))
+    assert versions == ["v1", "v2"]
+    meta = json.loads((tmp_path / "registry" / "digits" / "v2" / "metadata.json").read_text())
+    assert meta["version"] == 2 and meta["accuracy"] >= 0.95
+    assert (tmp_path / "registry" / "digits" / "v1" / "model" / "model.safetensors").exists()
+    shutil.rmtree(tmp_path / "registry" / "digits" / "v2")
+
+
+def test_batch_transform_step_writes_one_out_file_per_shard(tmp_path, trained_job):
+    text = """
+    name: transform
+    parameters: {model: {}, data: {}}
+    steps:
+      - name: transform
+        job: transform
+        inputs: {model: "${params.model}", data: "${params.data}"}
+    """
+    data = trained_job[0] / "input" / "data" / "test"
+    result = Runner(load_pipeline(write_yaml(tmp_path, text)),
+                    {"model": str(trained_job[0] / "model"), "data": str(data)},
+                    tmp_path / "run", echo=False).run()
+    assert result.ok, result.summary()
+    outs = sorted(result.outputs("transform")["predictions"].glob("*.out"))
+    shards = sorted(p.name for p in data.resolve().glob("*.npy"))
+    assert [p.name for p in outs] == [f"{s}.out" for s in shards]
+    lines = outs[0].read_text().strip().split("\n")
+    assert all("label" in json.loads(line) for line in lines)
