@@ -13,9 +13,9 @@ import logging
 import time
 from typing import Any
 
-from monitoring.images import decode_all, scratch_folder
+from monitoring.images import decode_all
 from monitoring.plot import plot_drift
-from shared.data import default_workers, host_share, list_images, write_json_atomic
+from shared.data import default_workers, host_share, list_images, scratch_folder, write_json_atomic
 from shared.drift import DetectorFormatError, DriftDetector, Window
 from shared.sagemaker import JobError, ProcessingContext
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, ctx: ProcessingContext, device: str) -> None:
     if not share:
         raise JobError(f"host {ctx.current_host} got no images: {len(files)} images for"
                        f" {ctx.host_count} hosts")
-    with scratch_folder(ctx) as scratch:
+    with scratch_folder(ctx.paths.base / "processing") as scratch:
         decoded = decode_all(share, size=detector.image_size, policy=detector.resize_policy,
                              workers=args.workers or default_workers(), scratch=scratch,
                              what="production")

@@ -11,8 +11,8 @@ import argparse
 import logging
 import time
 
-from monitoring.images import decode_all, scratch_folder
-from shared.data import default_workers, list_images
+from monitoring.images import decode_all
+from shared.data import default_workers, list_images, scratch_folder
 from shared.drift import MODEL, DriftDetector, classifier_encoder, reference_sample, untrained_encoder
 from shared.sagemaker import JobError, ProcessingContext
 
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, ctx: ProcessingContext, device: str) -> None:
     chosen = [files[i] for i in reference_sample(len(files), args.reference_size, args.seed)]
     if len(chosen) < len(files):
         log.info("using a seeded sample of %d of the %d reference images", len(chosen), len(files))
-    with scratch_folder(ctx) as scratch:
+    with scratch_folder(ctx.paths.base / "processing") as scratch:
         decoded = decode_all(chosen, size=encoder.image_size, policy=encoder.spec.resize_policy,
                              workers=args.workers or default_workers(), scratch=scratch,
                              what="reference")

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from shared.data import RESIZE_POLICIES, default_workers
+from shared.data import RESIZE_POLICIES, default_workers, scratch_folder
 from shared.sagemaker import ProcessingContext
 
 
@@ -51,10 +48,6 @@ def host_prefix(ctx: ProcessingContext) -> str:
     return ctx.current_host if ctx.host_count > 1 else ""
 
 
-@contextmanager
-def scratch_folder(ctx: ProcessingContext) -> Iterator[Path]:
+def scratch(ctx: ProcessingContext):
     """Scratch space on the job's volume (beside the inputs), removed afterwards."""
-    root = ctx.paths.base / "processing"
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=root) as tmp:
-        yield Path(tmp)
+    return scratch_folder(ctx.paths.base / "processing")

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 
-from processing.common import host_prefix, scratch_folder, workers
+from processing.common import host_prefix, scratch, workers
 from processing.validate import size_statistics, validate_images
 from shared.data import (
     DatasetWriter,
@@ -35,9 +35,9 @@ def run(args: argparse.Namespace, ctx: ProcessingContext) -> None:
     output = args.output or ctx.paths.output("data")
     report_dir = args.report_output or ctx.paths.output("report")
     duplicates: list[dict[str, str]] = []
-    with scratch_folder(ctx) as scratch:
+    with scratch(ctx) as scratch_dir:
         pool = validate_images(share, size=args.image_size, policy=args.resize_policy,
-                               workers=workers(args), scratch=scratch,
+                               workers=workers(args), scratch=scratch_dir,
                                max_bad_fraction=args.max_bad_fraction)
         first: dict[str, str] = {}
         with DatasetWriter(output, args.image_size, classes=classes,

@@ -9,11 +9,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from processing.augment import augment_rows, describe_pipeline
-from processing.common import host_prefix, scratch_folder, workers
+from processing.common import host_prefix, scratch, workers
 from processing.split import SPLITS, drop_duplicates, stratified_split
-from processing.validate import Pool, size_statistics, validate_images
+from processing.validate import size_statistics, validate_images
 from shared.data import (
     DatasetWriter,
+    DecodedPool,
     ImageFile,
     host_share,
     list_labelled_images,
@@ -77,7 +78,7 @@ def gather(root: Path, presplit: dict[str, Path]) -> tuple[list[ImageFile], dict
     return files, origin
 
 
-def plan_splits(pool: Pool, origin: dict[str, str], fractions: dict[str, float], seed: int):
+def plan_splits(pool: DecodedPool, origin: dict[str, str], fractions: dict[str, float], seed: int):
     names = [f.relpath for f in pool.files]
     labels = [str(f.label) for f in pool.files]
     rank = {s: i for i, s in enumerate(SPLITS)}
@@ -107,9 +108,9 @@ def run(args: argparse.Namespace, ctx: ProcessingContext) -> None:
     fractions = {"validation": args.validation_fraction, "test": args.test_fraction}
     outputs = {s: getattr(args, f"{s}_output") or ctx.paths.output(s) for s in SPLITS}
     report_dir = args.report_output or ctx.paths.output("report")
-    with scratch_folder(ctx) as scratch:
+    with scratch(ctx) as scratch_dir:
         pool = validate_images(share, size=args.image_size, policy=args.resize_policy,
-                               workers=workers(args), scratch=scratch,
+                               workers=workers(args), scratch=scratch_dir,
                                max_bad_fraction=args.max_bad_fraction)
         rows, duplicates, small = plan_splits(pool, origin, fractions, args.seed)
         usable = sorted({str(pool.files[r].label) for split in rows.values() for r in split})
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace, ctx: ProcessingContext) -> None:
     log.info("train/validation/test: %s", {s: sum(c.values()) for s, c in counts.items()})
 
 
-def write_splits(args, ctx, pool: Pool, rows, classes, outputs) -> dict[str, dict[str, int]]:
+def write_splits(args, ctx, pool: DecodedPool, rows, classes, outputs) -> dict[str, dict[str, int]]:
     """Write every split; publish them only once all are complete."""
     counts: dict[str, dict[str, int]] = {}
     with ExitStack() as stack:

@@ -26,11 +26,13 @@ from shared.data.images import (
     load_square_array,
 )
 from shared.data.parallel import Decoded, decode_images
+from shared.data.pool import DecodedPool, decode_to_pool, scratch_folder
 
 __all__ = [
     "DatasetFormatError",
     "DatasetWriter",
     "Decoded",
+    "DecodedPool",
     "IMAGE_SUFFIXES",
     "ImageDecodeError",
     "ImageFile",
@@ -38,6 +40,7 @@ __all__ = [
     "ProcessedDataset",
     "RESIZE_POLICIES",
     "decode_images",
+    "decode_to_pool",
     "default_workers",
     "fit_square",
     "host_share",
@@ -47,6 +50,7 @@ __all__ = [
     "load_rgb",
     "load_square_array",
     "replace_folder",
+    "scratch_folder",
     "staging_folder",
     "write_json_atomic",
 ]

@@ -1,0 +1,71 @@
+"""Decoding many image files into one memory-mapped uint8 array on the job's volume.
+
+The decoding workers write their rows straight into the array (see `decode_images(out=...)`), so
+data larger than memory is fine and the parent handles only small records. Rows of files that
+failed are closed up afterwards: row k of `images` is `files[k]`. What counts as too many failures
+is each component's own policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from shared.data.discovery import ImageFile
+from shared.data.parallel import decode_images
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodedPool:
+    files: list[ImageFile]  # the files that decoded; files[k] is row k of `images`
+    images: np.ndarray
+    digests: list[str]  # sha256 of each kept file's bytes
+    sizes: list[tuple[int, int]]  # width, height as stored
+    skipped: list[dict[str, str]] = field(default_factory=list)  # path and reason
+    found: int = 0
+
+
+@contextmanager
+def scratch_folder(root: Path) -> Iterator[Path]:
+    """A temporary folder under `root` (the job's volume, not the container's small disk)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=root) as tmp:
+        yield Path(tmp)
+
+
+def decode_to_pool(files: list[ImageFile], *, size: int, policy: str, workers: int,
+                   scratch: Path) -> DecodedPool:
+    pool_file = scratch / "pool.npy"
+    images = np.lib.format.open_memmap(
+        pool_file, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
+    images.flush()  # the workers open the file themselves and write their rows
+    rows: list[int] = []
+    digests: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    skipped: list[dict[str, str]] = []
+    progress = tqdm(total=len(files), desc="decode+resize", unit="img", disable=None)
+    for result in decode_images([f.path for f in files], size, policy, workers, out=pool_file):
+        progress.update()
+        if not result.ok:
+            log.warning("skipping %s: %s", files[result.index].relpath, result.error)
+            skipped.append({"path": files[result.index].relpath, "reason": str(result.error)})
+            continue
+        rows.append(result.index)
+        digests.append(str(result.sha256))
+        sizes.append(result.stored_size or (size, size))
+    progress.close()
+    for new, old in enumerate(rows):  # close the gaps bad files left
+        if new != old:
+            images[new] = images[old]
+    log.info("%d images decoded, %d skipped", len(rows), len(skipped))
+    return DecodedPool([files[i] for i in rows], images[: len(rows)], digests, sizes, skipped,
+                       len(files))
