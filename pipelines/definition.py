@@ -117,9 +117,11 @@ def load_pipeline(path: Path) -> Pipeline:
         if job in ("processing", "training") and component not in COMPONENTS:
             raise PipelineError(f"step {name}: component {component!r} is not one of"
                                 f" {', '.join(COMPONENTS)}")
-        mode = entry.get("mode")
-        if job in ("processing", "training") and mode not in ("train", "serve"):
+        mode = entry.get("mode", "train" if job == "training" else None)
+        if job == "processing" and mode not in ("train", "serve"):
             raise PipelineError(f"step {name}: mode must be train or serve")
+        if job == "training" and mode != "train":
+            raise PipelineError(f"step {name}: a training job runs mode train")
         depends = entry.get("depends_on") or []
         spec = {k: v for k, v in entry.items()
                 if k not in ("name", "job", "component", "mode", "depends_on")}

@@ -1,56 +1,186 @@
-"""`make demo`: the suite's main job on the embedded digits sample.
+"""`make demo`: the whole MLOps loop on the embedded digits, with the real pipelines and components.
 
-What runs today is every component that exists, through its real entrypoint and the same
-`/opt/ml` layout SageMaker uses; each step's outputs stay in the demo folder for inspection.
+1. training pipeline on the original images -> model v1 (and its drift reference);
+2. batch inference on clean held-out images: no drift expected, accuracy measured;
+3. batch inference on the same images visibly corrupted (rotated, noisy): drift, accuracy drop;
+4. drift triggers the training pipeline again with labelled corrupted images added, warm-starting
+   from the registered v1 -> model v2;
+5. batch inference on the corrupted images with v2: accuracy recovers.
+Ends with a markdown report (tables and plots) whose path it prints. Every number is measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from shared.sample_data import write_digits
+import numpy as np
+from PIL import Image
+
+from pipelines.definition import load_pipeline
+from pipelines.runner import Runner, RunResult
+from shared.sample_data import digits_images
+
+HERE = Path(__file__).resolve().parent
+HELD_OUT_FRACTION = 0.3
 
 
-def run_step(name: str, module: str, args: list[str], base: Path) -> float:
-    """Run one component as a processing job; exit with its failure reason if it fails."""
-    started = time.monotonic()
-    print(f"==> {name}: python -m {module} {' '.join(args)}", flush=True)
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
-    result = subprocess.run([sys.executable, "-m", module, *args], env=env)
-    if result.returncode != 0:
-        reason_file = base / "output" / "message"
-        reason = reason_file.read_text() if reason_file.is_file() else "see the log above"
-        sys.exit(f"step {name} failed: {reason}")
-    return time.monotonic() - started
+def corrupt(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A visible shift: rotated by 30-45 degrees either way, with Gaussian noise."""
+    angle = float(rng.uniform(30, 45) * rng.choice([-1, 1]))
+    rotated = Image.fromarray(image).rotate(angle, resample=Image.Resampling.BILINEAR,
+                                            fillcolor=(255, 255, 255))
+    noisy = np.asarray(rotated, dtype=np.float64) + rng.normal(0, 40, image.shape)
+    return np.clip(noisy, 0, 255).astype(np.uint8)
 
 
-def main(argv: list[str] | None = None) -> None:
+def write_folder(root: Path, items: list[tuple[str, str, np.ndarray]]) -> Path:
+    for label, name, image in items:
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"{name}.png")
+    return root
+
+
+def make_data(root: Path, seed: int = 0) -> dict[str, Path]:
+    """original (training) / held-out clean / held-out corrupted / original + corrupted."""
+    images, labels = digits_images(32)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    cut = int(len(images) * (1 - HELD_OUT_FRACTION))
+    train = [(labels[i], f"digit-{i:04d}", images[i]) for i in order[:cut]]
+    held = [(labels[i], f"digit-{i:04d}", images[i]) for i in order[cut:]]
+    corrupted_train = [(label, f"{name}-shifted", corrupt(im, rng)) for label, name, im in train]
+    corrupted_held = [(label, f"{name}-shifted", corrupt(im, rng)) for label, name, im in held]
+    return {
+        "original": write_folder(root / "original", train),
+        "clean": write_folder(root / "production-clean", held),
+        "drifted": write_folder(root / "production-drifted", corrupted_held),
+        "retrain": write_folder(root / "retrain", train + corrupted_train),
+    }
+
+
+def run(definition: str, params: dict[str, object], run_dir: Path) -> RunResult:
+    pipeline = load_pipeline(HERE / definition)
+    result = Runner(pipeline, {k: str(v) for k, v in params.items() if v is not None},
+                    run_dir).run()
+    print(result.summary(), flush=True)
+    if not result.ok:
+        failed = next(s for s in result.steps if s.state == "failed")
+        sys.exit(f"the {definition} pipeline failed at {failed.name}: {failed.detail}")
+    return result
+
+
+def evaluation_accuracy(result: RunResult) -> float:
+    data = json.loads((result.outputs("train")["model"] / "evaluation.json").read_text())
+    return data["multiclass_classification_metrics"]["accuracy"]["value"]
+
+
+def batch_summary(result: RunResult) -> dict:
+    return json.loads((result.outputs("report")["report"] / "report.json").read_text())
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
-    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--explain-images", type=int, default=40)
     args = parser.parse_args(argv)
     out = args.out.resolve()
     if out.exists():
         shutil.rmtree(out)
-    base = out / "processing-train" / "opt_ml"
-    count = write_digits(base / "processing" / "input" / "data", size=32)
-    print(f"sample data: {count} digit images written")
-    seconds = run_step("processing train", "processing",
-                       ["train", "--image-size", str(args.image_size), "--no-hflip"], base)
-    report = json.loads((base / "processing" / "output" / "report" / "report.json").read_text())
-    print(f"\nprocessing train finished in {seconds:.1f} s")
-    print(f"{'split':<12}{'images':>8}")
-    for split, counts in report["class_counts"].items():
-        print(f"{split:<12}{sum(counts.values()):>8}")
-    print(f"skipped: {len(report['skipped'])}, duplicates dropped: {len(report['duplicates'])}")
-    print(f"\noutputs: {base / 'processing' / 'output'}")
+    started = time.monotonic()
+    data = make_data(out / "data")
+    registry = out / "registry"
+    common = {"epochs": args.epochs, "explain_images": args.explain_images,
+              "registry": registry, "model_package_name": "digits"}
+    stages, timings = [], []
+
+    def timed(label: str, definition: str, params: dict, folder: str) -> RunResult:
+        print(f"\n=== {label} ===", flush=True)
+        t = time.monotonic()
+        result = run(definition, params, out / "runs" / folder)
+        timings.append((label, time.monotonic() - t, result))
+        return result
+
+    v1 = timed("1. training pipeline on the original images", "training.yaml",
+               {**common, "input_data": data["original"]}, "1-training")
+    v1_dir = v1.outputs("register")["version_dir"]
+    stages.append({"stage": "1. train v1 (original images)", "model": v1_dir.name,
+                   "accuracy": evaluation_accuracy(v1), "drift": None, "p_value": None})
+
+    def batch(label: str, images: Path, version: Path, folder: str) -> dict:
+        result = timed(label, "batch_inference.yaml",
+                       {"input_data": images, "model": version / "model",
+                        "detector": version / "detector",
+                        "explain_images": args.explain_images}, folder)
+        summary = batch_summary(result)
+        stages.append({"stage": label, "model": version.name, "accuracy": summary["accuracy"],
+                       "drift": summary["drift"]["drift"], "p_value": summary["drift"]["p_value"],
+                       "report": summary})
+        return summary
+
+    batch("2. batch inference, clean held-out images", data["clean"], v1_dir, "2-clean")
+    drifted = batch("3. batch inference, corrupted images", data["drifted"], v1_dir, "3-drifted")
+    if drifted["drift"]["drift"]:
+        v2 = timed("4. drift detected: retrain with labelled corrupted images added",
+                   "training.yaml", {**common, "input_data": data["retrain"],
+                                     "warm_start_model": v1_dir / "model"}, "4-retraining")
+        v2_dir = v2.outputs("register")["version_dir"]
+        stages.append({"stage": "4. retrain v2 (original + corrupted, warm start from v1)",
+                       "model": v2_dir.name, "accuracy": evaluation_accuracy(v2),
+                       "drift": None, "p_value": None})
+        batch("5. batch inference, corrupted images, v2", data["drifted"], v2_dir, "5-recovered")
+    else:
+        print("no drift on the corrupted images: the retraining loop was not triggered")
+    report = write_report(out, stages, timings, time.monotonic() - started)
+    print(f"\n{'stage':<58}{'model':<7}{'accuracy':>9}{'drift':>7}{'p-value':>9}")
+    for s in stages:
+        print(f"{s['stage']:<58}{s['model']:<7}{_fmt(s['accuracy']):>9}{_fmt(s['drift']):>7}"
+              f"{_fmt(s['p_value']):>9}")
+    print(f"\nreport: {report}")
+    return {"stages": stages, "report": report}
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def write_report(out: Path, stages: list[dict], timings: list, total: float) -> Path:
+    lines = ["# Demo report: the drift-retraining loop on the digits", "",
+             "| stage | model | accuracy | drift | p-value |", "|---|---|---|---|---|"]
+    for s in stages:
+        lines.append(f"| {s['stage']} | {s['model']} | {_fmt(s['accuracy'])} |"
+                     f" {_fmt(s['drift'])} | {_fmt(s['p_value'])} |")
+    lines += ["", f"Total wall time {total:.0f} s.", "", "## Time per pipeline step", "",
+              "| pipeline run | step | state | seconds |", "|---|---|---|---|"]
+    for label, _, result in timings:
+        for step in result.steps:
+            lines.append(f"| {label} | {step.name} | {step.state} | {step.seconds:.1f} |")
+    lines += ["", "## Plots", ""]
+    for label, _, result in timings:
+        names = [s.name for s in result.steps]
+        if "train" in names:
+            png = result.outputs("train")["output_data"] / "confusion_matrix.png"
+            lines += [f"### {label}: confusion matrix", "", f"![confusion matrix]({png})", ""]
+        if "report" in names:
+            summary = json.loads((result.outputs("report")["report"] / "report.json").read_text())
+            drift = summary.get("drift") or {}
+            if drift.get("plot"):
+                lines += [f"### {label}: drift statistic", "", f"![drift]({drift['plot']})", ""]
+            if summary.get("explanations_gallery"):
+                lines += [f"Integrated-gradients gallery: [{summary['explanations_gallery']}]"
+                          f"({summary['explanations_gallery']})", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
 
 
 if __name__ == "__main__":

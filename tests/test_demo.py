@@ -1,0 +1,47 @@
+"""The demo's full loop on a reduced configuration: drift only where the data drifted, and
+accuracy recovering after drift-triggered retraining."""
+
+import json
+
+import pytest
+
+from pipelines import demo
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    result = demo.main(["--out", str(out), "--epochs", "3", "--explain-images", "8"])
+    return out, {s["stage"][:2]: s for s in result["stages"]}, result["report"]
+
+
+def test_clean_held_out_images_show_no_drift_and_high_accuracy(demo_run):
+    _, stages, _ = demo_run
+    clean = stages["2."]
+    assert clean["drift"] is False and clean["p_value"] > 0.05
+    assert clean["accuracy"] >= 0.9
+
+
+def test_corrupted_images_show_drift_and_an_accuracy_drop(demo_run):
+    _, stages, _ = demo_run
+    assert stages["3."]["drift"] is True and stages["3."]["p_value"] <= 0.05
+    assert stages["3."]["accuracy"] <= stages["2."]["accuracy"] - 0.2
+
+
+def test_retraining_with_labelled_drifted_data_recovers_accuracy(demo_run):
+    out, stages, _ = demo_run
+    assert stages["4."]["model"] == "v2" and stages["1."]["model"] == "v1"
+    assert stages["5."]["accuracy"] >= stages["3."]["accuracy"] + 0.2
+    assert stages["5."]["accuracy"] >= 0.8
+    registry = out / "registry" / "digits"
+    assert sorted(p.name for p in registry.glob("v*")) == ["v1", "v2"]
+    meta = json.loads((registry / "v2" / "metadata.json").read_text())
+    assert meta["version"] == 2 and (registry / "v2" / "detector" / "detector.json").exists()
+
+
+def test_report_has_the_stage_table_and_plots(demo_run):
+    _, stages, report = demo_run
+    text = report.read_text()
+    assert "| stage | model | accuracy | drift | p-value |" in text
+    assert f"{stages['3.']['accuracy']:.4f}" in text
+    assert "confusion_matrix.png" in text and "drift" in text and "index.html" in text
