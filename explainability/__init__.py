@@ -1,0 +1,1 @@
+"""The explainability component: integrated gradients (captum) on a model's predictions."""

@@ -1,0 +1,127 @@
+"""One explainability job, either mode: open, check, sample, explain, publish the folder whole."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from explainability.explain import explain_images
+from explainability.gallery import draw_overlays, pick_gallery, write_index
+from explainability.inputs import open_data, open_model
+from explainability.outputs import OutputNames, totals, write_class_means
+from explainability.sampling import sample_indices
+from shared.attribution import (
+    COMPLETENESS_FLOOR,
+    COMPLETENESS_TOLERANCE,
+    KEY_RULE,
+    ClassMeanMaps,
+    Explainer,
+    IGSettings,
+    NpzWriter,
+)
+from shared.attribution.store import TRUE_CLASS_SUFFIX
+from shared.data import host_share, replace_folder, staging_folder, write_json_atomic
+from shared.sagemaker import GracefulStop, ProcessingContext
+
+log = logging.getLogger(__name__)
+
+
+def settings_from(args: argparse.Namespace) -> IGSettings:
+    return IGSettings(n_steps=args.n_steps, method=args.method, baseline=args.baseline,
+                      internal_batch_size=args.internal_batch_size,
+                      noise_tunnel=args.noise_tunnel, seed=args.seed)
+
+
+def run(args: argparse.Namespace, ctx: ProcessingContext, *, mode: str) -> None:
+    """Explain the data set; train mode (`mode="train"`) also writes per-class mean maps."""
+    started = time.monotonic()
+    if args.workers:
+        torch.set_num_threads(args.workers)
+    model_path = args.model or ctx.paths.input("model")
+    data_path = args.input or ctx.paths.input("data")
+    model, config = open_model(model_path)
+    inputs = open_data(data_path, config, exact_classes=mode == "train")
+    settings = settings_from(args)
+    chosen = sample_indices(inputs.labels, args.max_images, args.seed)
+    mine = np.asarray(host_share(chosen, ctx.host_index, ctx.host_count), dtype=np.int64)
+    explainer = Explainer(model, config, settings)
+    log.info("%s mode: explaining %d of %d images (this host's share of %d) on %s, internal"
+             " batch %d", mode, len(mine), len(inputs.data), len(chosen), explainer.device,
+             explainer.batch_size)
+    names = OutputNames.for_host(ctx)
+    final = args.output or ctx.paths.output("explanations")
+    staged = staging_folder(final)
+    try:
+        size = config.input_size
+        means = ClassMeanMaps(config.class_names, size, size) if mode == "train" else None
+        with GracefulStop() as stop, NpzWriter(staged / names.attributions) as store:
+            explained = explain_images(explainer, inputs, mine, store, means, stop)
+        records = explained.records
+        summary: dict[str, Any] = {
+            "mode": mode,
+            "input": str(data_path),
+            "model": {"path": str(model_path), "architecture": config.architecture,
+                      "classes": config.class_names, "input_size": size},
+            "host": ctx.current_host,
+            "hosts": ctx.hosts,
+            "settings": settings_summary(args, settings, explainer),
+            "attributions": {
+                "file": names.attributions,
+                "key_rule": KEY_RULE,
+                "true_class_key": f"<key>{TRUE_CLASS_SUFFIX}",
+                "array": "float16 H x W x 3 (pixel space, channels last like the images); they"
+                         " add up to output - baseline_output (the target logit) within delta",
+            },
+        }
+        if means is not None:
+            summary["class_means"] = write_class_means(staged, names, means)
+        chosen_records = pick_gallery(records, args.gallery_size)
+        positions = {r["id"]: i for i, r in enumerate(inputs.data.records)}
+        draw_overlays(staged, names.prefix, records, chosen_records, inputs.data, positions,
+                      staged / names.attributions)
+        summary["totals"] = totals(records, len(inputs.data), time.monotonic() - started)
+        summary["gallery"] = {"file": names.index,
+                              "images": [records[i]["id"] for i in chosen_records]}
+        summary["images"] = records
+        class_pngs = [(name, entry["png"]) for name, entry in
+                      summary.get("class_means", {}).get("classes", {}).items() if "png" in entry]
+        write_index(staged / names.index, f"Integrated gradients, {mode} mode",
+                    summary["totals"], records, chosen_records, class_pngs)
+        write_json_atomic(staged / names.summary, summary)
+        replace_folder(staged, final)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    t = summary["totals"]
+    log.info("explained %d images (%d misclassified, max |delta| %.3g, %d miss completeness)"
+             " in %.1f s; written to %s", t["images_explained"], t["misclassified"],
+             t["max_abs_delta"], t["completeness_failed"], t["seconds"], final)
+
+
+def settings_summary(args: argparse.Namespace, settings: IGSettings,
+                     explainer: Explainer) -> dict[str, Any]:
+    return {
+        "n_steps": settings.n_steps,
+        "method": settings.method,
+        "baseline": settings.baseline,
+        "internal_batch_size": explainer.batch_size,
+        "internal_batch_size_chosen": "flag" if settings.internal_batch_size else "auto",
+        "noise_tunnel": settings.noise_tunnel,
+        "noise_tunnel_samples": settings.noise_samples if settings.noise_tunnel else None,
+        "noise_tunnel_stdev": settings.noise_stdev if settings.noise_tunnel else None,
+        "max_images": args.max_images,
+        "seed": settings.seed,
+        "device": str(explainer.device),
+        "explained_output": "logit of the target class",
+        "completeness": {
+            "rule": "|delta| <= tolerance * max(|output - baseline_output|, floor)",
+            "tolerance": COMPLETENESS_TOLERANCE,
+            "floor": COMPLETENESS_FLOOR,
+        },
+    }

@@ -1,0 +1,44 @@
+"""Integrated gradients (captum) for the suite's models: baselines, batching, completeness, maps, PNGs.
+
+Used by the explainability component, and meant for the pipelines and serve-time explanations too.
+"""
+
+from shared.attribution.baselines import BASELINES, gaussian_blur, make_baselines
+from shared.attribution.batching import auto_internal_batch_size
+from shared.attribution.integrated import (
+    COMPLETENESS_FLOOR,
+    COMPLETENESS_TOLERANCE,
+    METHODS,
+    Attributions,
+    Explainer,
+    IGSettings,
+    default_device,
+    explained_function,
+)
+from shared.attribution.maps import ClassMeanMaps, attribution_map, mass_fraction, normalised_map
+from shared.attribution.render import save_heatmap
+from shared.attribution.store import KEY_RULE, NpzWriter, attribution_key, image_id_of
+
+__all__ = [
+    "BASELINES",
+    "COMPLETENESS_FLOOR",
+    "COMPLETENESS_TOLERANCE",
+    "KEY_RULE",
+    "METHODS",
+    "Attributions",
+    "ClassMeanMaps",
+    "Explainer",
+    "IGSettings",
+    "NpzWriter",
+    "attribution_key",
+    "attribution_map",
+    "auto_internal_batch_size",
+    "default_device",
+    "explained_function",
+    "gaussian_blur",
+    "image_id_of",
+    "make_baselines",
+    "mass_fraction",
+    "normalised_map",
+    "save_heatmap",
+]

@@ -1,0 +1,220 @@
+"""Integrated gradients (captum) for a model artifact, in pixel space, with a completeness check.
+
+The explained function is `Normalise(mean, std)` followed by the model, applied to float images in
+0..255: baselines, interpolation paths and attributions are then in the same units as the stored
+images, so a black baseline really is black and an attribution map lines up with the picture.
+
+The explained output is the target class's logit. Logits are better behaved than softmax
+probabilities (no saturation near 0 or 1, so gradients along the path do not vanish), and
+completeness is checked on the same quantity: the attributions of an image should add up to
+logit(input) - logit(baseline). The difference is captum's convergence delta; it shrinks as
+`n_steps` grows and is recorded per image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from captum.attr import IntegratedGradients, NoiseTunnel
+from torch import nn
+
+from shared.attribution.baselines import BASELINES, make_baselines
+from shared.attribution.batching import auto_internal_batch_size
+from shared.models import ModelConfig, Normalise
+
+log = logging.getLogger(__name__)
+
+METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
+# Completeness: |delta| <= TOLERANCE x max(|F(x) - F(baseline)|, FLOOR). The floor is one logit:
+# when input and baseline score almost the same there is little to explain, and 5% of one logit is
+# a 5% change in the odds, while a purely relative rule would fail on rounding noise.
+COMPLETENESS_TOLERANCE = 0.05
+COMPLETENESS_FLOOR = 1.0
+NOISE_SAMPLES = 8              # SmoothGrad: noisy copies per image
+NOISE_STDEV = 0.1 * 255.0      # SmoothGrad: noise level, a tenth of the pixel range (the paper's 10-20%)
+PREDICT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class IGSettings:
+    """How to integrate: steps, rule, baseline, batching, optional SmoothGrad."""
+
+    n_steps: int = 50
+    method: str = "gausslegendre"
+    baseline: str = "black"
+    internal_batch_size: int | None = None  # None: chosen from free memory (shared.attribution.batching)
+    noise_tunnel: bool = False
+    noise_samples: int = NOISE_SAMPLES
+    noise_stdev: float = NOISE_STDEV
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be at least 1, not {self.n_steps}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown integration method {self.method!r}; choose one of"
+                             f" {', '.join(METHODS)}")
+        if self.baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}; choose one of {', '.join(BASELINES)}")
+        if self.internal_batch_size is not None and self.internal_batch_size < 1:
+            raise ValueError("internal_batch_size must be at least 1")
+
+    @property
+    def points_per_image(self) -> int:
+        """Gradient evaluations one image costs."""
+        return self.n_steps * (self.noise_samples if self.noise_tunnel else 1)
+
+
+@dataclass(frozen=True)
+class Attributions:
+    """Attributions for rows of (image, target class), with what completeness compares them to."""
+
+    values: np.ndarray           # N x H x W x 3 float32, pixel space, channels last like the images
+    targets: np.ndarray          # N class indices explained
+    output: np.ndarray           # N target logits at the input
+    baseline_output: np.ndarray  # N target logits at the baseline
+    delta: np.ndarray            # N: sum(values) - (output - baseline_output); SmoothGrad: mean over noise
+
+    @property
+    def relative_error(self) -> np.ndarray:
+        scale = np.maximum(np.abs(self.output - self.baseline_output), COMPLETENESS_FLOOR)
+        return np.abs(self.delta) / scale
+
+    @property
+    def completeness_ok(self) -> np.ndarray:
+        return self.relative_error <= COMPLETENESS_TOLERANCE
+
+
+def explained_function(model: nn.Module, config: ModelConfig) -> nn.Module:
+    """Pixels (float, 0..255) -> logits; parameters frozen so backward computes input gradients only."""
+    forward = nn.Sequential(Normalise(config.mean, config.std), model).eval()
+    for parameter in forward.parameters():
+        parameter.requires_grad_(False)
+    return forward
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Explainer:
+    """Predictions and integrated-gradients attributions for uint8 N x H x W x 3 images."""
+
+    def __init__(self, model: nn.Module, config: ModelConfig, settings: IGSettings,
+                 device: torch.device | None = None) -> None:
+        self.config = config
+        self.settings = settings
+        self.device = device or default_device()
+        self.forward = explained_function(model, config).to(self.device)
+        self.input_shape = (3, config.input_size, config.input_size)
+        self.batch_size = settings.internal_batch_size or auto_internal_batch_size(
+            self.forward, self.input_shape, self.device)
+        self._ig = IntegratedGradients(self.forward)
+        self._tunnel = NoiseTunnel(self._ig)
+        self._black_logits: torch.Tensor | None = None
+
+    def _pixels(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 N x H x W x 3 -> float N x 3 x H x W on the device, still 0..255."""
+        return torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(
+            0, 3, 1, 2).float()
+
+    @torch.no_grad()
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.forward(pixels[s:s + PREDICT_BATCH])
+                          for s in range(0, len(pixels), PREDICT_BATCH)]).double()
+
+    def predict_logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits, N x classes (float64)."""
+        if len(images) == 0:
+            return np.zeros((0, self.config.num_classes))
+        return self.logits(self._pixels(images)).cpu().numpy()
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities, N x classes (float64)."""
+        return torch.softmax(torch.from_numpy(self.predict_logits(images)), dim=1).numpy()
+
+    def _baseline_logits(self, baselines: torch.Tensor) -> torch.Tensor:
+        """Logits at the baselines; a black baseline is the same image for all, so it runs once."""
+        if self.settings.baseline != "black":
+            return self.logits(baselines)
+        if self._black_logits is None:
+            self._black_logits = self.logits(baselines[:1])
+        return self._black_logits.expand(len(baselines), -1)
+
+    def rows_per_call(self) -> int:
+        """Images per captum call, so one call is about one internal batch of points."""
+        return max(1, self.batch_size // self.settings.points_per_image)
+
+    def attribute(self, images: np.ndarray, targets: np.ndarray, positions: np.ndarray | list[int],
+                  logits: np.ndarray | None = None) -> Attributions:
+        """Attributions of each image for its target class; `positions` seed per-image noise.
+
+        `logits` (N x classes, from `predict_logits`) saves the forward pass that completeness
+        needs at the inputs, when the caller has already made it to find the targets.
+        """
+        targets = np.asarray(targets, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.int64)
+        if not len(images) == len(targets) == len(positions):
+            raise ValueError("images, targets and positions must have the same length")
+        if logits is not None and len(logits) != len(images):
+            raise ValueError("logits must have one row per image")
+        step = self.rows_per_call()
+        parts = [self._attribute_chunk(images[s:s + step], targets[s:s + step],
+                                       positions[s:s + step],
+                                       None if logits is None else logits[s:s + step])
+                 for s in range(0, len(images), step)]
+        if not parts:
+            h, w = self.input_shape[1:]
+            empty = np.zeros(0)
+            return Attributions(np.zeros((0, h, w, 3), np.float32), targets, empty, empty, empty)
+        return Attributions(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
+
+    def _attribute_chunk(self, images: np.ndarray, targets: np.ndarray, positions: np.ndarray,
+                         logits: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        s = self.settings
+        pixels = self._pixels(images)
+        baselines = make_baselines(s.baseline, pixels, positions, s.seed)
+        target = torch.from_numpy(targets).to(self.device)
+        rows = torch.arange(len(targets), device=self.device)
+        at_inputs = (self.logits(pixels) if logits is None else
+                     torch.from_numpy(np.asarray(logits, np.float64)).to(self.device))
+        output = at_inputs[rows, target]
+        baseline_output = self._baseline_logits(baselines)[rows, target]
+        if s.noise_tunnel:
+            values, delta = self._smoothgrad(pixels, baselines, target, int(positions[0]))
+        else:
+            points = len(images) * s.n_steps
+            values = self._ig.attribute(
+                pixels, baselines=baselines, target=target, n_steps=s.n_steps, method=s.method,
+                internal_batch_size=self.batch_size if points > self.batch_size else None)
+            delta = values.double().flatten(1).sum(1) - (output - baseline_output)
+        return (values.permute(0, 2, 3, 1).float().cpu().numpy(), targets,
+                output.cpu().numpy(), baseline_output.cpu().numpy(), delta.cpu().numpy())
+
+    def _smoothgrad(self, pixels: torch.Tensor, baselines: torch.Tensor, target: torch.Tensor,
+                    first_position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """SmoothGrad over IG: the mean of IG at noisy copies; delta is captum's, averaged likewise.
+
+        captum draws the noise from torch's global generator: it is seeded per chunk (from the
+        seed and the chunk's first image) inside a forked RNG state, so the same flags and internal
+        batch size give the same attributions and the caller's random state is left alone.
+        """
+        s = self.settings
+        per_pass = max(1, self.batch_size // (len(pixels) * s.n_steps))
+        points = len(pixels) * min(per_pass, s.noise_samples) * s.n_steps
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(s.seed * 1_000_003 + first_position)
+            values, delta = self._tunnel.attribute(
+                pixels, nt_type="smoothgrad", nt_samples=s.noise_samples,
+                nt_samples_batch_size=min(per_pass, s.noise_samples), stdevs=s.noise_stdev,
+                baselines=baselines, target=target, n_steps=s.n_steps, method=s.method,
+                internal_batch_size=self.batch_size if points > self.batch_size else None,
+                return_convergence_delta=True)
+        delta = delta.double()
+        if delta.numel() != len(pixels):  # one per noisy copy: average them per image
+            delta = delta.view(len(pixels), -1).mean(1)
+        return values, delta
