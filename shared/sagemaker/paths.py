@@ -6,9 +6,11 @@ each job at its own folder.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -16,6 +18,16 @@ DEFAULT_BASE_DIR = "/opt/ml"
 
 def base_dir() -> Path:
     return Path(os.environ.get(BASE_DIR_ENV, DEFAULT_BASE_DIR))
+
+
+def read_config(path: Path, default: Any = None) -> Any:
+    """A SageMaker JSON config file, or `default` when the job was not given one."""
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from shared.sagemaker.paths import ProcessingPaths
+from shared.sagemaker.paths import ProcessingPaths, read_config
 
 
 @dataclass(frozen=True)
@@ -26,29 +24,20 @@ class ProcessingContext:
         return len(self.hosts)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-
-
 def load_processing_context() -> ProcessingContext:
     """Read `config/processingjobconfig.json` and `config/resourceconfig.json` when present.
 
     Without them (a local run) the job is one host, `algo-1`.
     """
     paths = ProcessingPaths.current()
-    resource = _read_json(paths.resource_config_file) or {}
+    resource = read_config(paths.resource_config_file) or {}
     hosts = list(resource.get("hosts") or ["algo-1"])
     current = resource.get("current_host") or hosts[0]
     if current not in hosts:
         raise ValueError(f"current_host {current!r} is not among hosts {hosts} in resourceconfig.json")
     return ProcessingContext(
         paths=paths,
-        job_config=_read_json(paths.job_config_file) or {},
+        job_config=read_config(paths.job_config_file) or {},
         hosts=hosts,
         current_host=current,
     )

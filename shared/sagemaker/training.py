@@ -9,14 +9,13 @@ module is reloaded when a later job in the same process points the variable else
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shared.sagemaker.hyperparameters import HyperparameterSpec
-from shared.sagemaker.paths import BASE_DIR_ENV, TrainingPaths, base_dir
+from shared.sagemaker.paths import BASE_DIR_ENV, TrainingPaths, base_dir, read_config
 
 LOCAL_HOST = "algo-1"
 
@@ -28,15 +27,6 @@ def _toolkit_environment_module():
     if environment.base_dir != os.environ[BASE_DIR_ENV]:
         environment = importlib.reload(environment)
     return environment
-
-
-def _read_json(path: Path, default: Any) -> Any:
-    if not path.exists():
-        return default
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -77,14 +67,14 @@ def load_training_context(spec: HyperparameterSpec) -> TrainingContext:
     the defaults.
     """
     paths = TrainingPaths.current()
-    raw_hyperparameters = _read_json(paths.hyperparameters_file, {})
+    raw_hyperparameters = read_config(paths.hyperparameters_file, {})
     hyperparameters = spec.parse(raw_hyperparameters)
-    resource_config = _read_json(
+    resource_config = read_config(
         paths.resource_config_file, {"current_host": LOCAL_HOST, "hosts": [LOCAL_HOST]}
     )
     data_root = paths.base / "input" / "data"
     present = sorted(p.name for p in data_root.iterdir() if p.is_dir()) if data_root.exists() else []
-    input_data_config = _read_json(paths.input_data_config_file, {c: {} for c in present})
+    input_data_config = read_config(paths.input_data_config_file, {c: {} for c in present})
 
     environment = _toolkit_environment_module()
     env = environment.Environment(
