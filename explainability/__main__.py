@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from shared.logs import configure_logging
-from shared.sagemaker import ProcessingPaths, load_processing_context, parser_reporting_to, run_job
+from shared.sagemaker import ProcessingPaths, parser_reporting_to, run_processing_mode
 
 # Literal copies of shared.attribution's names, so a bad flag fails before torch and captum load.
 METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -77,13 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_flags(parser, args)
 
-    def job() -> None:
-        from explainability import serve, train
-
-        ctx = load_processing_context()
-        (train if args.mode == "train" else serve).run(args, ctx)
-
-    return run_job(job, ProcessingPaths.current().message_file)
+    return run_processing_mode("explainability", args)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,8 @@ from shared.drift import ENCODER_KINDS, UNTRAINED
 from shared.logs import configure_logging
 from shared.sagemaker import (
     ProcessingPaths,
-    load_processing_context,
     parser_reporting_to,
-    run_job,
+    run_processing_mode,
 )
 
 MAX_REFERENCE = 10_000  # the bandwidth step holds reference x reference distances in memory
@@ -96,13 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_flags(parser, args)
 
-    def job() -> None:
-        from monitoring import serve, train
-
-        ctx = load_processing_context()
-        (train if args.mode == "train" else serve).run(args, ctx, device())
-
-    return run_job(job, ProcessingPaths.current().message_file)
+    return run_processing_mode("monitoring", args, lambda: (device(),))
 
 
 if __name__ == "__main__":

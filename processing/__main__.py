@@ -11,9 +11,8 @@ from processing.train import parse_split_dirs
 from shared.logs import configure_logging
 from shared.sagemaker import (
     ProcessingPaths,
-    load_processing_context,
     parser_reporting_to,
-    run_job,
+    run_processing_mode,
 )
 
 
@@ -55,13 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.augment_copies < 0:
             parser.error("--augment-copies must be 0 or more")
 
-    def job() -> None:
-        from processing import serve, train
-
-        ctx = load_processing_context()
-        (train if args.mode == "train" else serve).run(args, ctx)
-
-    return run_job(job, ProcessingPaths.current().message_file)
+    return run_processing_mode("processing", args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,11 @@ from shared.sagemaker.failure import (
 )
 from shared.sagemaker.hyperparameters import HyperparameterError, HyperparameterSpec, Param
 from shared.sagemaker.paths import BASE_DIR_ENV, ProcessingPaths, TrainingPaths, base_dir
-from shared.sagemaker.processing import ProcessingContext, load_processing_context
+from shared.sagemaker.processing import (
+    ProcessingContext,
+    load_processing_context,
+    run_processing_mode,
+)
 from shared.sagemaker.stop import GracefulStop
 from shared.sagemaker.training import TrainingContext, load_training_context
 
@@ -30,5 +34,6 @@ __all__ = [
     "load_training_context",
     "parser_reporting_to",
     "run_job",
+    "run_processing_mode",
     "write_reason",
 ]

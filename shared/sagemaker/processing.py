@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.sagemaker.failure import run_job
 from shared.sagemaker.paths import ProcessingPaths, read_config
 
 
@@ -41,3 +45,18 @@ def load_processing_context() -> ProcessingContext:
         hosts=hosts,
         current_host=current,
     )
+
+
+def run_processing_mode(component: str, args: argparse.Namespace,
+                        extra: Callable[[], tuple] = tuple) -> int:
+    """Run `<component>.<args.mode>.run(args, ctx, *extra())` as a processing job.
+
+    The mode's module is imported only here, after the flags were checked, so a bad flag is
+    reported without waiting for heavy imports; any failure reaches `output/message`.
+    """
+
+    def job() -> None:
+        mode = importlib.import_module(f"{component}.{args.mode}")
+        mode.run(args, load_processing_context(), *extra())
+
+    return run_job(job, ProcessingPaths.current().message_file)
