@@ -80,14 +80,17 @@ def _inputs(spec: dict[str, Any]) -> dict[str, Path]:
     return inputs
 
 
+def _attach(inputs: dict[str, Path], base: Path, folder: str) -> dict[Path, str]:
+    """Link each input under `<base>/<folder>/<name>`; the same places as read-only mounts."""
+    for name, path in inputs.items():
+        _link(path, base / folder / name)
+    return {path: f"/opt/ml/{folder}/{name}:ro" for name, path in inputs.items()}
+
+
 def processing_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,
                    log_file: Path) -> dict[str, Path]:
     base = step_dir / "opt_ml"
-    inputs = _inputs(spec)
-    mounts: dict[Path, str] = {}
-    for name, path in inputs.items():
-        _link(path, base / "processing" / "input" / name)
-        mounts[path] = f"/opt/ml/processing/input/{name}:ro"
+    mounts = _attach(_inputs(spec), base, "processing/input")
     (base / "processing" / "output").mkdir(parents=True, exist_ok=True)
     (base / "output").mkdir(parents=True, exist_ok=True)
     (base / "config").mkdir(parents=True, exist_ok=True)
@@ -104,10 +107,7 @@ def training_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engin
                  log_file: Path) -> dict[str, Path]:
     base = step_dir / "opt_ml"
     channels = _inputs(spec)
-    mounts: dict[Path, str] = {}
-    for name, path in channels.items():
-        _link(path, base / "input" / "data" / name)
-        mounts[path] = f"/opt/ml/input/data/{name}:ro"
+    mounts = _attach(channels, base, "input/data")
     config = base / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     hyperparameters = {k: str(v) for k, v in (spec.get("hyperparameters") or {}).items()}
