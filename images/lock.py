@@ -15,8 +15,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements.lock"
 PROJECT = "sagemaker-image-mlops"
 GROUPS = ("base", "processing", "algorithm", "monitoring", "explainability", "dev")
@@ -30,11 +28,14 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _requires(dist_name: str) -> list[Requirement]:
+def _requires(dist_name: str) -> list:
+    # imported here so `select` runs on a bare python3 (image builds), where packaging may be absent
+    from packaging.requirements import Requirement
+
     return [Requirement(r) for r in metadata.distribution(dist_name).requires or []]
 
 
-def closure(requirements: list[tuple[Requirement, str]]) -> set[str]:
+def closure(requirements: list[tuple]) -> set[str]:
     """Canonical names of every installed distribution these requirements pull in.
 
     Each requirement comes with the extra its marker is evaluated under ("" for none).
