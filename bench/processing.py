@@ -1,12 +1,11 @@
 """Processing serve mode: images per second with one worker versus all workers, side by side.
 
 Target (issue 3): all workers on 2 cores at least 1.7x one worker.
-Run: .venv/bin/python bench/processing.py [--images 3000]
+Run: .venv/bin/python bench/processing.py [--images 3000] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import print_header, print_result  # noqa: E402
+from bench.common import Comparison, finish, parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,20 +44,24 @@ def run_serve(base: Path, workers: int) -> float:
     return report["images_used"] / report["seconds"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=3000)
-    args = parser.parse_args()
+def measure(images: int) -> list[Comparison]:
     cores = len(os.sched_getaffinity(0))
-    print_header("processing serve: one worker vs all workers",
-                 f"{args.images} JPEGs 400x300 -> 224x224 crop, shards of 6 MB")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        make_photos(base / "processing/input/data", args.images)
+        make_photos(base / "processing/input/data", images)
         run_serve(base, cores)  # warm the page cache so both sides read from memory
         one = run_serve(base, 1)
         every = run_serve(base, cores)
-    print_result("1 worker", one, f"{cores} workers", every, "images/s", target=1.7)
+    return [Comparison("processing", "processing serve: one worker vs all workers",
+                       f"{images} JPEGs 400x300 -> 224x224 crop, shards of 6 MB",
+                       "1 worker", one, f"{cores} workers", every, "images/s", target=1.7)]
+
+
+def main() -> None:
+    args_parser = parser(__doc__, "300 images")
+    args_parser.add_argument("--images", type=int, default=None, help="default 3000")
+    args = args_parser.parse_args()
+    finish(args, measure(args.images or (300 if args.quick else 3000)))
 
 
 if __name__ == "__main__":

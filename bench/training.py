@@ -4,12 +4,11 @@ Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shard
 size, optimiser and threads; the second epoch of each is timed (the first warms up), the sides
 alternate for a few rounds and each keeps its best.
 Target (issue 4): the Lightning path at least 0.9x the plain loop.
-Run: .venv/bin/python bench/training.py [--data-copies 2] [--rounds 2]
+Run: .venv/bin/python bench/training.py [--data-copies 2] [--rounds 2] [--device cpu|cuda] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from algorithm.data import ProcessedDataModule, ShardDataset, collate  # noqa: E402
 from algorithm.hyperparameters import SPEC  # noqa: E402
 from algorithm.module import Classifier  # noqa: E402
-from bench.common import print_header, print_result  # noqa: E402
+from bench.common import Comparison, count_flops, finish, parser  # noqa: E402
 from shared.data import DatasetWriter, ProcessedDataset  # noqa: E402
 from shared.models import create_model, normalisation  # noqa: E402
 from shared.sample_data import digits_images  # noqa: E402
@@ -40,71 +39,100 @@ def make_dataset(folder: Path, copies: int) -> ProcessedDataset:
     return ProcessedDataset(folder)
 
 
-class EpochTimer(pl.Callback):
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.times.append(time.perf_counter() - self._start)
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def lightning_epoch_seconds(data: ProcessedDataset, hp: dict) -> float:
+def new_module(hp: dict, device: torch.device) -> Classifier:
     torch.manual_seed(0)
     model = create_model(ARCH, 10)
     mean, std = normalisation(model)
-    module = Classifier(model, 10, mean, std, hp)
+    return Classifier(model, 10, mean, std, hp).to(device)
+
+
+class EpochTimer(pl.Callback):
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.times: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        synchronise(self.device)
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        synchronise(self.device)
+        self.times.append(time.perf_counter() - self._start)
+
+
+def lightning_epoch_seconds(data: ProcessedDataset, hp: dict, device: torch.device) -> float:
+    module = new_module(hp, torch.device("cpu"))  # Lightning moves it, as in the job
     dm = ProcessedDataModule(data, data, batch_size=BATCH, num_workers=0, augment=False, seed=0)
-    timer = EpochTimer()
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, callbacks=[timer])
+    timer = EpochTimer(device)
+    trainer = pl.Trainer(max_epochs=2, accelerator="gpu" if device.type == "cuda" else "cpu",
+                         devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, callbacks=[timer])
     trainer.fit(module, datamodule=dm)
     return timer.times[-1]
 
 
-def plain_epoch_seconds(data: ProcessedDataset, hp: dict) -> float:
-    torch.manual_seed(0)
-    model = create_model(ARCH, 10)
-    mean, std = normalisation(model)
-    module = Classifier(model, 10, mean, std, hp)  # same forward (normalise + model) and loss
-    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"],
+def plain_epoch_seconds(data: ProcessedDataset, hp: dict, device: torch.device) -> float:
+    module = new_module(hp, device)  # same forward (normalise + model) and loss
+    optimizer = torch.optim.AdamW(module.model.parameters(), lr=hp["learning_rate"],
                                   weight_decay=hp["weight_decay"])
     loader = torch.utils.data.DataLoader(ShardDataset(data), batch_size=BATCH, shuffle=True,
-                                         collate_fn=collate)
+                                         collate_fn=collate, pin_memory=device.type == "cuda")
     seconds = 0.0
     for _ in range(2):
+        synchronise(device)
         start = time.perf_counter()
         module.train()
         for images, labels in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             loss = module.loss(module(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+        synchronise(device)
         seconds = time.perf_counter() - start
     return seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-copies", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+def flops_per_image(data: ProcessedDataset, hp: dict, device: torch.device) -> float:
+    """Forward and backward (input and weight gradients) of one training batch, per image."""
+    module = new_module(hp, device).train()
+    images, labels = collate(ShardDataset(data).__getitems__(list(range(BATCH))))
+    images, labels = images.to(device), labels.to(device)
+    return count_flops(lambda: module.loss(module(images), labels).backward()) / BATCH
+
+
+def measure(copies: int, rounds: int, device: torch.device) -> list[Comparison]:
     hp = SPEC.parse({"lr_scheduler": "none"})
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_dataset(Path(tmp) / "train", args.data_copies)
-        print_header("training: Lightning job path vs plain PyTorch loop",
-                     f"{ARCH}, {len(data)} images 32x32, batch {BATCH}, AdamW, CPU threads"
-                     f" {torch.get_num_threads()}; second epoch timed")
+        data = make_dataset(Path(tmp) / "train", copies)
         # Alternate the sides and keep each one's best round: load from other processes on a
         # shared machine then hits both sides alike instead of whichever ran during it.
         plain, lightning = 0.0, 0.0
-        for _ in range(args.rounds):
-            plain = max(plain, len(data) / plain_epoch_seconds(data, hp))
-            lightning = max(lightning, len(data) / lightning_epoch_seconds(data, hp))
-    print_result("plain loop", plain, "Lightning", lightning, "images/s", target=0.9)
+        for _ in range(rounds):
+            plain = max(plain, len(data) / plain_epoch_seconds(data, hp, device))
+            lightning = max(lightning, len(data) / lightning_epoch_seconds(data, hp, device))
+        flops = flops_per_image(data, hp, device)
+    workload = (f"{ARCH}, {len(data)} images 32x32, batch {BATCH}, AdamW, CPU threads"
+                f" {torch.get_num_threads()}; second epoch timed, best of {rounds} alternating rounds")
+    return [Comparison("training", "training: Lightning job path vs plain PyTorch loop", workload,
+                       "plain loop", plain, "Lightning", lightning, "images/s", target=0.9,
+                       device=device.type, flops_per_image=flops)]
+
+
+def main() -> None:
+    args_parser = parser(__doc__, "one copy of the digits, one round")
+    args_parser.add_argument("--data-copies", type=int, default=None, help="default 2")
+    args_parser.add_argument("--rounds", type=int, default=None, help="default 2")
+    args_parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    args = args_parser.parse_args()
+    finish(args, measure(args.data_copies or (1 if args.quick else 2),
+                         args.rounds or (1 if args.quick else 2), torch.device(args.device)))
 
 
 if __name__ == "__main__":
