@@ -1,0 +1,112 @@
+"""`make bench`: every benchmark in bench/, one after another, and BENCHMARKS.md from their figures.
+
+Each benchmark runs in its own child process (`python -m bench.<name> --json ...`): a fresh
+interpreter per benchmark, so thread settings, caches and memory from one cannot skew the next,
+and a failure is recorded instead of ending the run. Training, serving and attribution run once
+more on the GPU when there is one. Then `make demo`, timed per pipeline step.
+Run: .venv/bin/python -m bench [--quick] [--out BENCHMARKS.md] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from bench import demo as demo_bench
+from bench.common import Comparison, load, machine_info
+from bench.hardware import matmul_gflops
+from bench.report import render
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = ("processing", "training", "serving", "drift", "attribution")
+ON_GPU = ("training", "serving", "attribution")
+ALL = (*BENCHES, "demo")
+# Where `make bench` departs from a benchmark's standalone defaults, to fit in about 15 minutes.
+FULL_ARGS: dict[str, list[str]] = {}
+
+
+def devices(name: str) -> list[str | None]:
+    if name not in ON_GPU:
+        return [None]
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+def bench_args(name: str, device: str | None, quick: bool) -> list[str]:
+    """The flags one benchmark runs with (its own defaults, or --quick) and its device."""
+    return (["--quick"] if quick else FULL_ARGS.get(name, [])) + (["--device", device] if device else [])
+
+
+def run_bench(name: str, device: str | None, quick: bool, folder: Path):
+    """(comparisons, failure reason or None) of one benchmark run in a child process."""
+    path = folder / f"{name}-{device}.json"
+    command = [sys.executable, "-m", f"bench.{name}", "--json", str(path), *bench_args(name, device, quick)]
+    print(f"\n=== {' '.join(command[1:3])}{' on ' + device if device else ''} ===", flush=True)
+    # stderr holds library warnings (Lightning's, mostly); it is shown only when the run fails.
+    proc = subprocess.run(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip()[-3000:]
+        print(tail, file=sys.stderr)
+        return [], tail or f"exit status {proc.returncode}"
+    return load(path), None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="shrunken workloads to check the plumbing (not the real figures)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default BENCHMARKS.md; build/BENCHMARKS-quick.md with --quick")
+    parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL),
+                        help="run only these (default: all)")
+    args = parser.parse_args()
+    out = args.out or (ROOT / "build/BENCHMARKS-quick.md" if args.quick else ROOT / "BENCHMARKS.md")
+    started, start_time = time.monotonic(), datetime.now(UTC)
+    loads = [f"{os.getloadavg()[0]:.2f}"]
+    gpu = torch.cuda.is_available()
+    matmul = {"cpu": [matmul_gflops("cpu")], **({"cuda": [matmul_gflops("cuda")]} if gpu else {})}
+    comparisons: list[Comparison] = []
+    failures: dict[str, str] = {}
+    seconds: dict[str, tuple[str, float]] = {}  # label: (command, wall time)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (n for n in BENCHES if n in args.only):
+            for device in devices(name):
+                label = f"{name} ({device})" if device else name
+                t = time.monotonic()
+                found, failure = run_bench(name, device, args.quick, Path(tmp))
+                command = " ".join(["python -m bench." + name, *bench_args(name, device, args.quick)])
+                seconds[label] = (command, time.monotonic() - t)
+                comparisons += found
+                if failure:
+                    failures[label] = failure
+    demo = None
+    if "demo" in args.only:
+        print("\n=== make demo ===", flush=True)
+        t = time.monotonic()
+        demo = demo_bench.measure(args.quick)
+        seconds["make demo"] = (demo["command"], time.monotonic() - t)
+        demo_bench.print_demo(demo)
+        if not demo["ok"]:
+            failures["make demo"] = "the demo failed; its output is above"
+    for device in matmul:  # again at the end: the machine may have been busier or idler
+        matmul[device].append(matmul_gflops(device))
+    loads.append(f"{os.getloadavg()[0]:.2f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(info=machine_info(), started=start_time.strftime("%Y-%m-%d %H:%M UTC"),
+                          seconds=time.monotonic() - started, quick=args.quick, loads=loads,
+                          comparisons=comparisons, failures=failures, matmul=matmul, demo=demo,
+                          bench_seconds=seconds))
+    print(f"\nwrote {out}" + (f"; FAILED: {', '.join(failures)}" if failures else ""))
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""What the machine can do: dense float32 matmul throughput, the yardstick for model FLOP rates.
+
+A large matmul is about the best a CPU or GPU does on real arithmetic, so FLOPs per image x images
+per second over it says how much of the machine a model path uses.
+Run: .venv/bin/python bench/hardware.py [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+SIZES = {"cpu": 2048, "cuda": 8192}
+
+
+def matmul_gflops(device: str = "cpu", repeats: int = 10, size: int | None = None) -> float:
+    """Best of `repeats` timed size x size float32 matmuls, after warm-up, in GFLOP/s."""
+    n = size or SIZES[device]
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=generator).to(device)
+    b = torch.randn(n, n, generator=generator).to(device)
+    best = float("inf")
+    for i in range(repeats + 2):  # two warm-up products
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i >= 2:
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    args = parser.parse_args()
+    print(f"{SIZES[args.device]}x{SIZES[args.device]} float32 matmul on {args.device},"
+          f" {torch.get_num_threads()} threads: {matmul_gflops(args.device):,.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()

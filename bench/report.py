@@ -1,0 +1,117 @@
+"""BENCHMARKS.md from one run's figures: targets at a glance, each benchmark, utilisation, demo."""
+
+from __future__ import annotations
+
+from bench.common import Comparison
+
+NOTE = (
+    "Ratios are what the targets judge: both sides of a comparison run in the same process tree,"
+    " on the same machine, minutes apart and mostly interleaved, so a slower or busier machine moves"
+    " both. Absolute times are shown for scale only; they vary with the machine and with what else"
+    " runs on it (this machine is shared with other jobs, see the load averages below).")
+
+
+def _value(value: float) -> str:
+    return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def _verdict(c: Comparison) -> str:
+    return "no target" if c.met is None else ("met" if c.met else "**not met**")
+
+
+def glance(comparisons: list[Comparison], failures: dict[str, str]) -> list[str]:
+    lines = ["## Targets at a glance", "",
+             "| benchmark | device | side A | side B | ratio B/A | target | result |",
+             "|---|---|---|---|---:|---|---|"]
+    for c in comparisons:
+        lines.append(f"| {c.title} | {c.device} | {c.side_a}: {_value(c.a)} {c.unit} |"
+                     f" {c.side_b}: {_value(c.b)} {c.unit} | {c.ratio:.2f}x | {c.target_text} |"
+                     f" {_verdict(c)} |")
+    for name, reason in failures.items():
+        lines.append(f"| {name} | | | | | | **failed**: {reason.splitlines()[-1] if reason else ''} |")
+    return lines + [""]
+
+
+def details(comparisons: list[Comparison]) -> list[str]:
+    lines = ["## Each benchmark", ""]
+    for c in comparisons:
+        lines += [f"### {c.title} ({c.device})", "", f"Workload: {c.workload}.", "",
+                  f"| side | {c.unit} |", "|---|---:|",
+                  f"| A: {c.side_a} | {_value(c.a)} |", f"| B: {c.side_b} | {_value(c.b)} |", "",
+                  f"Ratio B/A {c.ratio:.3f}x; target {c.target_text}: {_verdict(c)}."]
+        lines += [f"- {name}: {'yes' if ok else '**no**'}" for name, ok in c.checks.items()]
+        lines += [f"- {note}" for note in c.notes] + [""]
+    return lines
+
+
+def utilisation(comparisons: list[Comparison], matmul: dict[str, list[float]]) -> list[str]:
+    lines = ["## How much of the machine the model paths use", "",
+             "Reference: the best of several large float32 matmuls (`torch.mm`, 2048x2048 on the CPU,"
+             " 8192x8192 on a GPU), timed at the start and at the end of this run; the higher counts.",
+             ""]
+    for device, figures in matmul.items():
+        lines.append(f"- {device}: " + ", ".join(f"{g:,.1f}" for g in figures) + " GFLOP/s")
+    lines += ["", "Model FLOPs per image come from `torch.utils.flop_counter.FlopCounterMode` on the"
+              " exact model, input size and pass each path runs (forward for serving; forward and"
+              " backward for training; forward and input gradients at every integration point for"
+              " attribution). It counts convolutions and matmuls, which dominate; elementwise,"
+              " normalisation and optimiser arithmetic are not counted, so the fractions are a"
+              " slight underestimate.", "",
+              "| path | device | side | model GFLOPs per image | images/s | achieved GFLOP/s |"
+              " of matmul peak |", "|---|---|---|---:|---:|---:|---:|"]
+    for c in comparisons:
+        if not c.flops_per_image or c.device not in matmul:
+            continue
+        peak = max(matmul[c.device])
+        for side, value in ((c.side_a, c.a), (c.side_b, c.b)):
+            rate = c.images_per_second(value)
+            achieved = c.flops_per_image * rate / 1e9
+            lines.append(f"| {c.bench} | {c.device} | {side} | {c.flops_per_image / 1e9:.4g} |"
+                         f" {rate:,.1f} | {achieved:,.1f} | {achieved / peak:.0%} |")
+    return lines + [""]
+
+
+def demo_section(demo: dict | None) -> list[str]:
+    if demo is None:
+        return []
+    steps = sum(s["seconds"] for run in demo["runs"] for s in run["steps"])
+    lines = ["## End to end: `make demo`", "",
+             f"`{demo['command']}` {'succeeded' if demo['ok'] else '**failed**'} in"
+             f" {demo['total_seconds']:.0f} s of wall time. Time per pipeline step, as the runner"
+             " records it:", "", "| pipeline run | step | state | seconds |", "|---|---|---|---:|"]
+    for run in demo["runs"]:
+        for s in run["steps"]:
+            lines.append(f"| {run['run']} ({run['pipeline']}) | {s['name']} | {s['state']} |"
+                         f" {s['seconds']:.1f} |")
+        subtotal = sum(s["seconds"] for s in run["steps"])
+        lines.append(f"| {run['run']} | **all steps** | | **{subtotal:.1f}** |")
+    lines += [f"| outside the steps | making the data, starting processes, the report | |"
+              f" {demo['total_seconds'] - steps:.1f} |",
+              f"| **total** | | | **{demo['total_seconds']:.1f}** |", ""]
+    return lines
+
+
+def render(*, info: dict, started: str, seconds: float, quick: bool, loads: list[str],
+           comparisons: list[Comparison], failures: dict[str, str], matmul: dict[str, list[float]],
+           demo: dict | None, bench_seconds: dict[str, tuple[str, float]]) -> str:
+    lines = ["# Benchmarks", ""]
+    if quick:
+        lines += ["> **QUICK RUN (`python -m bench --quick`): shrunken workloads to check the plumbing."
+                  " These are not the real figures.**", ""]
+    lines += [f"Written by `{'python -m bench --quick' if quick else 'make bench'}` on {started};"
+              f" the whole run took {seconds / 60:.1f} min. Every figure below was measured in that"
+              " run.", "", NOTE, "",
+              "| CPU | cores | GPU | torch | load average (1 min) at start / end |",
+              "|---|---:|---|---|---|",
+              f"| {info['cpu']} | {info['cores']} | {info['gpu']} | {info['torch']} | {' / '.join(loads)} |",
+              ""]
+    if info["gpu"] == "no GPU":
+        lines += ["No GPU was available in this run, so there are no GPU rows; on a machine with one,"
+                  " `make bench` adds them for training, serving and attribution.", ""]
+    lines += glance(comparisons, failures) + utilisation(comparisons, matmul)
+    lines += demo_section(demo) + details(comparisons)
+    lines += ["## Wall time of each benchmark", "", "| benchmark | command | seconds |", "|---|---|---:|"]
+    lines += [f"| {name} | `{command}` | {s:.0f} |" for name, (command, s) in bench_seconds.items()]
+    lines += ["", "Each benchmark module also runs on its own (`.venv/bin/python bench/<name>.py`),"
+              " printing the same comparisons.", ""]
+    return "\n".join(lines)
