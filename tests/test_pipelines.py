@@ -3,6 +3,7 @@
 import json
 import shutil
 import textwrap
+import time
 
 import pytest
 from PIL import Image
@@ -99,6 +100,22 @@ def test_run_chains_outputs_and_resume_reuses_unchanged_steps(tmp_path):
     small_images(tmp_path / "images", n=8)  # new input images: everything downstream reruns
     changed = Runner(pipeline, {"data": str(data)}, run_dir, resume=True, echo=False).run()
     assert [s.state for s in changed.steps] == ["completed"] * 3
+
+
+def test_the_run_summary_records_each_steps_state_and_wall_time(tmp_path):
+    """`make bench` reads these to break `make demo` down by step."""
+    data = small_images(tmp_path / "images")
+    run_dir = tmp_path / "run"
+    started = time.monotonic()
+    result = Runner(load_pipeline(write_yaml(tmp_path, ORDERED)), {"data": str(data)}, run_dir,
+                    echo=False).run()
+    wall = time.monotonic() - started
+    steps = json.loads((run_dir / "summary.json").read_text())["steps"]
+    assert [(s["name"], s["state"]) for s in steps] == [("first", "completed"),
+                                                       ("middle", "completed"), ("last", "completed")]
+    assert [s["seconds"] for s in steps] == [s.seconds for s in result.steps]
+    assert steps[0]["seconds"] > 0 and steps[1]["seconds"] > 0  # each a processing job
+    assert sum(s["seconds"] for s in steps) <= wall
 
 
 def test_a_false_condition_skips_what_depends_on_it(tmp_path):
