@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-lock
 DEMO_DIR ?= demo-output
 
-.PHONY: venv test demo lock lint clean
+.PHONY: venv test demo bench lock lint clean
 
 venv: $(INSTALLED) $(VENV)/.installed-project
 
@@ -28,6 +28,11 @@ test: venv
 
 demo: venv
 	$(PY) -m pipelines.demo --out $(DEMO_DIR)
+
+# Every benchmark in bench/ plus `make demo`, timed per step; writes BENCHMARKS.md (about 15 minutes on
+# 2 cores). Not part of `make test` or CI.
+bench: venv
+	$(PY) -m bench
 
 lint: venv
 	$(VENV)/bin/ruff check .
