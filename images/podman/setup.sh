@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Makes this machine build and run the images with podman (../../shared/DESIGN.md, "Containers"):
+# installs podman, runc, debootstrap and Debian's docker-registry; configures runc and the ulimits
+# this kernel allows; makes the Debian bookworm + python3 base image locally, since no registry can
+# be pulled from; and writes the build flags that hand the host's pip configuration and local wheel
+# folders to `podman build` as read-only mounts. Idempotent; run as root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BASE_IMAGE=localhost/debian-python:bookworm
+STATE=build/podman
+mkdir -p "$STATE"
+
+packages=(podman runc debootstrap docker-registry fuse-overlayfs uidmap)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    echo "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# crun fails on this cgroup layout; higher nproc limits than these are refused.
+mkdir -p /etc/containers/containers.conf.d /etc/containers/registries.conf.d
+cat > /etc/containers/containers.conf.d/50-sagemaker-image-mlops.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=1000:1000"]
+
+[engine]
+runtime = "runc"
+CONF
+# The local test registry (tests/images) speaks plain HTTP on loopback only.
+cat > /etc/containers/registries.conf.d/50-local-test-registry.conf <<'CONF'
+[[registry]]
+location = "127.0.0.1:5000"
+insecure = true
+CONF
+
+if ! podman image exists "$BASE_IMAGE"; then
+    rootfs=$(mktemp -d /var/tmp/debian-python.XXXXXX)
+    trap 'rm -rf "$rootfs"' EXIT
+    echo "debootstrap bookworm into $rootfs"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+        bookworm "$rootfs" http://deb.debian.org/debian >"$STATE/debootstrap.log"
+    # Builds fetch packages through whatever TLS setup this host trusts.
+    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE_IMAGE" >/dev/null
+    rm -rf "$rootfs"
+    trap - EXIT
+fi
+
+# The host's pip settings (local wheel folders, file:// indexes), as one pip.conf for the build.
+python3 images/podman/pip_mounts.py "$STATE"
+echo "podman ready; base image $BASE_IMAGE; build flags in $STATE/build-flags"
