@@ -24,7 +24,7 @@ $(VENV)/.installed-project: $(INSTALLED) pyproject.toml
 	touch $@
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/images
 
 demo: venv
 	$(PY) -m pipelines.demo --out $(DEMO_DIR)
@@ -48,3 +48,64 @@ lock:
 
 clean:
 	rm -rf $(VENV) .lock-venv .pytest_cache $(DEMO_DIR)
+
+# ---- Images (images/, README "Images") ----------------------------------------------------------
+ENGINE ?= docker
+IMAGE_PREFIX ?= sagemaker-image-mlops
+COMPONENTS := processing algorithm monitoring explainability
+REVISION := $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),$(shell printf %.12s "$$CODEBUILD_RESOLVED_SOURCE_VERSION"),unknown)
+TAG ?= $(REVISION)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+SOURCE_URL ?= $(or $(shell git remote get-url origin 2>/dev/null),unknown)
+# Empty: the Dockerfile's public slim Python image. CodeBuild pins it by digest (buildspec.yml).
+PYTHON_IMAGE ?=
+# Extra `build` flags, e.g. the local package mounts images/podman/setup.sh writes.
+BUILD_FLAGS ?=
+# Empty: the ECR registry of AWS_ACCOUNT_ID / AWS_REGION (or the caller's account and region).
+REGISTRY ?=
+PUSH_FLAGS ?=
+IMAGE_URIS ?= image-uris.json
+LABEL_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE_URL)
+REGISTRY_TOOL = $(PYTHON) images/registry.py --engine $(ENGINE) --prefix $(IMAGE_PREFIX) --tag $(TAG) \
+	$(if $(REGISTRY),--registry $(REGISTRY))
+
+.PHONY: build build-base $(addprefix build-,$(COMPONENTS)) image-sizes push image-uris hadolint \
+	test-images $(foreach c,$(COMPONENTS),run-$(c)-train run-$(c)-serve)
+
+build: $(addprefix build-,$(COMPONENTS)) image-sizes
+
+build-base:
+	$(ENGINE) build $(BUILD_FLAGS) --build-arg SOURCE=$(SOURCE_URL) \
+		$(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
+		-f images/base/Dockerfile -t $(IMAGE_PREFIX)-base:$(TAG) -t $(IMAGE_PREFIX)-base:latest .
+
+$(addprefix build-,$(COMPONENTS)): build-%: build-base
+	$(ENGINE) build $(BUILD_FLAGS) $(LABEL_ARGS) --build-arg BASE_IMAGE=$(IMAGE_PREFIX)-base:$(TAG) \
+		-f images/$*/Dockerfile -t $(IMAGE_PREFIX)-$*:$(TAG) -t $(IMAGE_PREFIX)-$*:latest .
+
+image-sizes:
+	@$(REGISTRY_TOOL) sizes base $(COMPONENTS)
+
+push:
+	$(REGISTRY_TOOL) push $(addprefix --engine-flag=,$(PUSH_FLAGS)) $(COMPONENTS)
+
+image-uris:
+	$(REGISTRY_TOOL) uris --out $(IMAGE_URIS) $(COMPONENTS)
+
+hadolint: venv
+	$(VENV)/bin/hadolint images/*/Dockerfile
+
+# `make run-algorithm-train`: the image against a local /opt/ml-style folder (RUN_DIR, made from the
+# digits sample by images/local_run.py when missing), as SageMaker would start it.
+RUN_DIR ?= build/opt_ml
+$(foreach c,$(COMPONENTS),run-$(c)-train run-$(c)-serve): run-%:
+	$(PYTHON) images/local_run.py --engine $(ENGINE) --prefix $(IMAGE_PREFIX) --tag $(TAG) \
+		--run-dir $(RUN_DIR) $(subst -, ,$*)
+
+# Container tests: podman set up as ../shared/DESIGN.md describes, the images built, run, pushed.
+test-images: venv
+	images/podman/setup.sh
+	$(MAKE) build ENGINE=podman PYTHON_IMAGE=localhost/debian-python:bookworm \
+		BUILD_FLAGS="$$(cat build/podman/build-flags)"
+	$(PY) -m pytest -q tests/images
+

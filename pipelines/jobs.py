@@ -141,9 +141,10 @@ def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engi
     accept = spec.get("accept", "application/jsonlines")
     command = None
     if engine.name != "local":
-        # host network: the server must be reachable on 127.0.0.1 at the port we pick
+        # host network: the server listens on 127.0.0.1 only, at the port we pick
         command, _ = engine.command(
-            "algorithm", ["serve"], base, {inputs["model"]: "/opt/ml/model:ro"}, network="host",
+            "algorithm", ["serve", "--host", "127.0.0.1"], base, {inputs["model"]: "/opt/ml/model:ro"},
+            network="host",
             pass_env=("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS"))
     with open(log_file, "a") as log, running_server(base, workers=int(spec.get("workers", 1)),
                                                      command=command) as (_, port):

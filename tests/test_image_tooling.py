@@ -1,0 +1,145 @@
+"""The image tooling that needs no container engine: registry.py against fake `aws`/`docker`
+command lines (the ECR path cannot be reached from here), the lock selection and hadolint."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY_TOOL = ROOT / "images" / "registry.py"
+ECR_REGISTRY = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+
+# Each fake appends its argv (and stdin, for login) to $CALLS and answers like the real tool.
+FAKE_AWS = """#!/usr/bin/env bash
+echo "aws $*" >> "$CALLS"
+case "$*" in
+  "sts get-caller-identity"*)
+    [ -n "$FAKE_NO_CREDENTIALS" ] && { echo "Unable to locate credentials" >&2; exit 255; }
+    echo 123456789012 ;;
+  "ecr get-login-password"*) echo -n "ecr-password" ;;
+  *"describe-repositories"*"sagemaker-image-mlops-algorithm"*)
+    echo "RepositoryNotFoundException" >&2; exit 254 ;;
+  *) ;;
+esac
+"""
+FAKE_DOCKER = """#!/usr/bin/env bash
+if [ "$1" = login ]; then echo "docker $* stdin=$(cat)" >> "$CALLS"; exit 0; fi
+echo "docker $*" >> "$CALLS"
+case "$1 $2" in
+  "image inspect")
+    ref="${@: -1}"
+    case "$*" in
+      *"{{.Id}}"*) [[ "$ref" == *monitoring* ]] && { echo "Error: no such image $ref" >&2; exit 1; }
+                    echo sha256:0123 ;;
+      *RepoDigests*) echo "[\\"${ref%:*}@sha256:feed${#ref}\\"]" ;;
+    esac ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_tools(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("aws", FAKE_AWS), ("docker", FAKE_DOCKER)):
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    calls = tmp_path / "calls.log"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(calls),
+           "AWS_REGION": "eu-west-1"}
+    env.pop("AWS_ACCOUNT_ID", None)
+
+    def run(*args, extra_env=None):
+        result = subprocess.run([sys.executable, str(REGISTRY_TOOL), "--engine", "docker",
+                                 "--tag", "abc123", "--record", str(tmp_path / "pushed.json"),
+                                 *args], env={**env, **(extra_env or {})},
+                                capture_output=True, text=True)
+        log = calls.read_text().splitlines() if calls.exists() else []
+        return result, log
+    return run
+
+
+def test_push_to_ecr_logs_in_creates_missing_repositories_and_records_digests(fake_tools, tmp_path):
+    result, calls = fake_tools("push", "processing", "algorithm")
+    assert result.returncode == 0, result.stderr
+    assert f"docker login --username AWS --password-stdin {ECR_REGISTRY} stdin=ecr-password" in calls
+    created = [c for c in calls if "create-repository" in c]
+    assert len(created) == 1 and "sagemaker-image-mlops-algorithm" in created[0]
+    assert "scanOnPush=true" in created[0]
+    for component in ("processing", "algorithm"):
+        remote = f"{ECR_REGISTRY}/sagemaker-image-mlops-{component}"
+        assert f"docker tag sagemaker-image-mlops-{component}:abc123 {remote}:abc123" in calls
+        assert f"docker push {remote}:abc123" in calls
+        assert f"docker push {remote}:latest" in calls
+    # login happens before the first push
+    assert calls.index(next(c for c in calls if c.startswith("docker login"))) < \
+        calls.index(next(c for c in calls if c.startswith("docker push")))
+    record = json.loads((tmp_path / "pushed.json").read_text())
+    key = f"{ECR_REGISTRY}/sagemaker-image-mlops-processing:abc123"
+    assert record[key].startswith(f"{ECR_REGISTRY}/sagemaker-image-mlops-processing@sha256:feed")
+
+
+def test_image_uris_are_by_digest_once_pushed_and_by_tag_otherwise(fake_tools, tmp_path):
+    assert fake_tools("push", "processing")[0].returncode == 0
+    out = tmp_path / "uris.json"
+    result, _ = fake_tools("uris", "--out", str(out), "processing", "algorithm")
+    assert result.returncode == 0, result.stderr
+    uris = json.loads(out.read_text())
+    assert "@sha256:" in uris["processing"]
+    assert uris["algorithm"] == f"{ECR_REGISTRY}/sagemaker-image-mlops-algorithm:abc123"
+
+
+def test_push_of_an_image_never_built_fails_naming_it_before_pushing_anything(fake_tools):
+    result, calls = fake_tools("push", "processing", "monitoring")
+    assert result.returncode == 1
+    assert "sagemaker-image-mlops-monitoring:abc123" in result.stderr
+    assert not [c for c in calls if c.startswith(("docker push", "docker login"))]
+
+
+def test_push_without_registry_or_aws_credentials_says_what_to_set(fake_tools):
+    result, _ = fake_tools("push", "processing", extra_env={"FAKE_NO_CREDENTIALS": "1"})
+    assert result.returncode == 1
+    assert "Unable to locate credentials" in result.stderr
+
+
+def test_a_non_ecr_registry_is_pushed_without_aws(fake_tools):
+    result, calls = fake_tools("--registry", "127.0.0.1:5000", "push", "processing")
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls if c.startswith("aws")]
+    assert "docker push 127.0.0.1:5000/sagemaker-image-mlops-processing:abc123" in calls
+
+
+def test_lock_selection_for_an_image_is_its_group_plus_base_only():
+    select = [sys.executable, str(ROOT / "images" / "lock.py"), "select"]
+    base = set(subprocess.run(select, capture_output=True, text=True, check=True).stdout.split())
+    processing = set(subprocess.run([*select, "processing"], capture_output=True, text=True,
+                                    check=True).stdout.split())
+    names = {pin.split("==")[0] for pin in processing - base}
+    assert "albumentations" in names
+    assert not names & {"pytorch-lightning", "captum", "alibi-detect", "pytest", "pip-audit"}
+    assert any(pin.startswith("torch==") for pin in base)
+
+
+def test_dockerfiles_pass_hadolint():
+    dockerfiles = sorted(str(p) for p in (ROOT / "images").glob("*/Dockerfile"))
+    assert len(dockerfiles) == 5
+    result = subprocess.run([str(Path(sys.executable).parent / "hadolint"), *dockerfiles],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buildspec_only_calls_make_and_pins_the_base_image_by_digest():
+    spec = yaml.safe_load((ROOT / "buildspec.yml").read_text())
+    assert spec["version"] == 0.2
+    assert "@sha256:" in spec["env"]["variables"]["PYTHON_IMAGE"]
+    assert spec["phases"]["build"]["commands"] == ["make build push image-uris"]
+    assert spec["artifacts"]["files"] == ["$IMAGE_URIS"]
