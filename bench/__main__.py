@@ -75,24 +75,24 @@ def main() -> None:
     matmul = {"cpu": [matmul_gflops("cpu")], **({"cuda": [matmul_gflops("cuda")]} if gpu else {})}
     comparisons: list[Comparison] = []
     failures: dict[str, str] = {}
-    seconds: dict[str, tuple[str, float]] = {}  # label: (command, wall time)
+    seconds: dict[str, tuple[str, float, float]] = {}  # label: (command, wall time, load at start)
     with tempfile.TemporaryDirectory() as tmp:
         for name in (n for n in BENCHES if n in args.only):
             for device in devices(name):
                 label = f"{name} ({device})" if device else name
-                t = time.monotonic()
+                t, load = time.monotonic(), os.getloadavg()[0]
                 found, failure = run_bench(name, device, args.quick, Path(tmp))
                 command = " ".join(["python -m bench." + name, *bench_args(name, device, args.quick)])
-                seconds[label] = (command, time.monotonic() - t)
+                seconds[label] = (command, time.monotonic() - t, load)
                 comparisons += found
                 if failure:
                     failures[label] = failure
     demo = None
     if "demo" in args.only:
         print("\n=== make demo ===", flush=True)
-        t = time.monotonic()
+        t, load = time.monotonic(), os.getloadavg()[0]
         demo = demo_bench.measure(args.quick)
-        seconds["make demo"] = (demo["command"], time.monotonic() - t)
+        seconds["make demo"] = (demo["command"], time.monotonic() - t, load)
         demo_bench.print_demo(demo)
         if not demo["ok"]:
             failures["make demo"] = "the demo failed; its output is above"

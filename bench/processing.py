@@ -1,7 +1,7 @@
 """Processing serve mode: images per second with one worker versus all workers, side by side.
 
 Target (issue 3): all workers on 2 cores at least 1.7x one worker.
-Run: .venv/bin/python bench/processing.py [--images 3000] [--quick]
+Run: .venv/bin/python bench/processing.py [--images 3000] [--rounds 2] [--quick]
 """
 
 from __future__ import annotations
@@ -44,24 +44,29 @@ def run_serve(base: Path, workers: int) -> float:
     return report["images_used"] / report["seconds"]
 
 
-def measure(images: int) -> list[Comparison]:
+def measure(images: int, rounds: int) -> list[Comparison]:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         make_photos(base / "processing/input/data", images)
         run_serve(base, cores)  # warm the page cache so both sides read from memory
-        one = run_serve(base, 1)
-        every = run_serve(base, cores)
+        one, every = 0.0, 0.0
+        for _ in range(rounds):  # alternate the sides, keep each one's best (shared machine)
+            one = max(one, run_serve(base, 1))
+            every = max(every, run_serve(base, cores))
     return [Comparison("processing", "processing serve: one worker vs all workers",
-                       f"{images} JPEGs 400x300 -> 224x224 crop, shards of 6 MB",
+                       f"{images} JPEGs 400x300 -> 224x224 crop, shards of 6 MB; best of {rounds}"
+                       " alternating rounds",
                        "1 worker", one, f"{cores} workers", every, "images/s", target=1.7)]
 
 
 def main() -> None:
-    args_parser = parser(__doc__, "300 images")
+    args_parser = parser(__doc__, "300 images, one round")
     args_parser.add_argument("--images", type=int, default=None, help="default 3000")
+    args_parser.add_argument("--rounds", type=int, default=None, help="default 2")
     args = args_parser.parse_args()
-    finish(args, measure(args.images or (300 if args.quick else 3000)))
+    finish(args, measure(args.images or (300 if args.quick else 3000),
+                         args.rounds or (1 if args.quick else 2)))
 
 
 if __name__ == "__main__":

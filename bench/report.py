@@ -38,7 +38,8 @@ def details(comparisons: list[Comparison]) -> list[str]:
         lines += [f"### {c.title} ({c.device})", "", f"Workload: {c.workload}.", "",
                   f"| side | {c.unit} |", "|---|---:|",
                   f"| A: {c.side_a} | {_value(c.a)} |", f"| B: {c.side_b} | {_value(c.b)} |", "",
-                  f"Ratio B/A {c.ratio:.3f}x; target {c.target_text}: {_verdict(c)}."]
+                  f"Ratio B/A {c.ratio:.3f}x; "
+                  + ("no target." if c.met is None else f"target {c.target_text}: {_verdict(c)}.")]
         lines += [f"- {name}: {'yes' if ok else '**no**'}" for name, ok in c.checks.items()]
         lines += [f"- {note}" for note in c.notes] + [""]
     return lines
@@ -93,7 +94,7 @@ def demo_section(demo: dict | None) -> list[str]:
 
 def render(*, info: dict, started: str, seconds: float, quick: bool, loads: list[str],
            comparisons: list[Comparison], failures: dict[str, str], matmul: dict[str, list[float]],
-           demo: dict | None, bench_seconds: dict[str, tuple[str, float]]) -> str:
+           demo: dict | None, bench_seconds: dict[str, tuple[str, float, float]]) -> str:
     lines = ["# Benchmarks", ""]
     if quick:
         lines += ["> **QUICK RUN (`python -m bench --quick`): shrunken workloads to check the plumbing."
@@ -110,8 +111,10 @@ def render(*, info: dict, started: str, seconds: float, quick: bool, loads: list
                   " `make bench` adds them for training, serving and attribution.", ""]
     lines += glance(comparisons, failures) + utilisation(comparisons, matmul)
     lines += demo_section(demo) + details(comparisons)
-    lines += ["## Wall time of each benchmark", "", "| benchmark | command | seconds |", "|---|---|---:|"]
-    lines += [f"| {name} | `{command}` | {s:.0f} |" for name, (command, s) in bench_seconds.items()]
+    lines += ["## Wall time of each benchmark", "",
+              "| benchmark | command | seconds | load average (1 min) at its start |", "|---|---|---:|---:|"]
+    lines += [f"| {name} | `{command}` | {s:.0f} | {load:.2f} |"
+              for name, (command, s, load) in bench_seconds.items()]
     lines += ["", "Each benchmark module also runs on its own (`.venv/bin/python bench/<name>.py`),"
               " printing the same comparisons.", ""]
     return "\n".join(lines)
