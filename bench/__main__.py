@@ -10,7 +10,6 @@ Run: .venv/bin/python -m bench [--quick] [--out BENCHMARKS.md] [--only NAME ...]
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import torch
 
 from bench import demo as demo_bench
 from bench.common import Comparison, load, machine_info
-from bench.hardware import matmul_gflops
+from bench.hardware import matmul_gflops, other_jobs_meter
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,38 +69,37 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or (ROOT / "build/BENCHMARKS-quick.md" if args.quick else ROOT / "BENCHMARKS.md")
     started, start_time = time.monotonic(), datetime.now(UTC)
-    loads = [f"{os.getloadavg()[0]:.2f}"]
+    whole_run = other_jobs_meter()
     gpu = torch.cuda.is_available()
     matmul = {"cpu": [matmul_gflops("cpu")], **({"cuda": [matmul_gflops("cuda")]} if gpu else {})}
     comparisons: list[Comparison] = []
     failures: dict[str, str] = {}
-    seconds: dict[str, tuple[str, float, float]] = {}  # label: (command, wall time, load at start)
+    seconds: dict[str, tuple[str, float, float]] = {}  # label: (command, wall time, others' cores)
     with tempfile.TemporaryDirectory() as tmp:
         for name in (n for n in BENCHES if n in args.only):
             for device in devices(name):
                 label = f"{name} ({device})" if device else name
-                t, load = time.monotonic(), os.getloadavg()[0]
+                t, others = time.monotonic(), other_jobs_meter()
                 found, failure = run_bench(name, device, args.quick, Path(tmp))
                 command = " ".join(["python -m bench." + name, *bench_args(name, device, args.quick)])
-                seconds[label] = (command, time.monotonic() - t, load)
+                seconds[label] = (command, time.monotonic() - t, others())
                 comparisons += found
                 if failure:
                     failures[label] = failure
     demo = None
     if "demo" in args.only:
         print("\n=== make demo ===", flush=True)
-        t, load = time.monotonic(), os.getloadavg()[0]
+        t, others = time.monotonic(), other_jobs_meter()
         demo = demo_bench.measure(args.quick)
-        seconds["make demo"] = (demo["command"], time.monotonic() - t, load)
+        seconds["make demo"] = (demo["command"], time.monotonic() - t, others())
         demo_bench.print_demo(demo)
         if not demo["ok"]:
             failures["make demo"] = "the demo failed; its output is above"
     for device in matmul:  # again at the end: the machine may have been busier or idler
         matmul[device].append(matmul_gflops(device))
-    loads.append(f"{os.getloadavg()[0]:.2f}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(info=machine_info(), started=start_time.strftime("%Y-%m-%d %H:%M UTC"),
-                          seconds=time.monotonic() - started, quick=args.quick, loads=loads,
+                          seconds=time.monotonic() - started, quick=args.quick, others=whole_run(),
                           comparisons=comparisons, failures=failures, matmul=matmul, demo=demo,
                           bench_seconds=seconds))
     print(f"\nwrote {out}" + (f"; FAILED: {', '.join(failures)}" if failures else ""))

@@ -8,7 +8,9 @@ Run: .venv/bin/python bench/hardware.py [--device cpu|cuda]
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -32,6 +34,33 @@ def matmul_gflops(device: str = "cpu", repeats: int = 10, size: int | None = Non
         if i >= 2:
             best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds every process on the machine has used since boot (/proc/stat; steal excluded)."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq = map(int, stat.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """This process's CPU time plus that of every child (and their children) it has waited for."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def other_jobs_meter() -> Callable[[], float]:
+    """Starts now; the returned function gives the cores other jobs kept busy since, on average.
+
+    The load average would count our own processes too; this subtracts them, so it says how much
+    of the machine the benchmarks did not have.
+    """
+    busy, own, start = _busy_cpu_seconds(), _own_cpu_seconds(), time.monotonic()
+
+    def cores() -> float:
+        others = (_busy_cpu_seconds() - busy) - (_own_cpu_seconds() - own)
+        return max(0.0, others) / max(time.monotonic() - start, 1e-9)
+    return cores
 
 
 def main() -> None:

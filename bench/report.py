@@ -8,7 +8,9 @@ NOTE = (
     "Ratios are what the targets judge: both sides of a comparison run in the same process tree,"
     " on the same machine, minutes apart and mostly interleaved, so a slower or busier machine moves"
     " both. Absolute times are shown for scale only; they vary with the machine and with what else"
-    " runs on it (this machine is shared with other jobs, see the load averages below).")
+    " runs on it. This machine is shared with other jobs (image builds, test runs): the cores they kept"
+    " busy are measured alongside (CPU time of the whole machine minus this run's own, from /proc/stat)"
+    " and shown below, for the run and for each benchmark.")
 
 
 def _value(value: float) -> str:
@@ -79,7 +81,9 @@ def demo_section(demo: dict | None) -> list[str]:
     lines = ["## End to end: `make demo`", "",
              f"`{demo['command']}` {'succeeded' if demo['ok'] else '**failed**'} in"
              f" {demo['total_seconds']:.0f} s of wall time. Time per pipeline step, as the runner"
-             " records it:", "", "| pipeline run | step | state | seconds |", "|---|---|---|---:|"]
+             " records it (no ratio here: these absolute times move with the machine and with the"
+             " other jobs' share of it, in the last table):", "",
+             "| pipeline run | step | state | seconds |", "|---|---|---|---:|"]
     for run in demo["runs"]:
         for s in run["steps"]:
             lines.append(f"| {run['run']} ({run['pipeline']}) | {s['name']} | {s['state']} |"
@@ -92,7 +96,7 @@ def demo_section(demo: dict | None) -> list[str]:
     return lines
 
 
-def render(*, info: dict, started: str, seconds: float, quick: bool, loads: list[str],
+def render(*, info: dict, started: str, seconds: float, quick: bool, others: float,
            comparisons: list[Comparison], failures: dict[str, str], matmul: dict[str, list[float]],
            demo: dict | None, bench_seconds: dict[str, tuple[str, float, float]]) -> str:
     lines = ["# Benchmarks", ""]
@@ -102,9 +106,9 @@ def render(*, info: dict, started: str, seconds: float, quick: bool, loads: list
     lines += [f"Written by `{'python -m bench --quick' if quick else 'make bench'}` on {started};"
               f" the whole run took {seconds / 60:.1f} min. Every figure below was measured in that"
               " run.", "", NOTE, "",
-              "| CPU | cores | GPU | torch | load average (1 min) at start / end |",
-              "|---|---:|---|---|---|",
-              f"| {info['cpu']} | {info['cores']} | {info['gpu']} | {info['torch']} | {' / '.join(loads)} |",
+              "| CPU | cores | GPU | torch | cores other jobs kept busy (average over the run) |",
+              "|---|---:|---|---|---:|",
+              f"| {info['cpu']} | {info['cores']} | {info['gpu']} | {info['torch']} | {others:.2f} |",
               ""]
     if info["gpu"] == "no GPU":
         lines += ["No GPU was available in this run, so there are no GPU rows; on a machine with one,"
@@ -112,9 +116,10 @@ def render(*, info: dict, started: str, seconds: float, quick: bool, loads: list
     lines += glance(comparisons, failures) + utilisation(comparisons, matmul)
     lines += demo_section(demo) + details(comparisons)
     lines += ["## Wall time of each benchmark", "",
-              "| benchmark | command | seconds | load average (1 min) at its start |", "|---|---|---:|---:|"]
-    lines += [f"| {name} | `{command}` | {s:.0f} | {load:.2f} |"
-              for name, (command, s, load) in bench_seconds.items()]
+              "| benchmark | command | seconds | cores other jobs kept busy meanwhile |",
+              "|---|---|---:|---:|"]
+    lines += [f"| {name} | `{command}` | {s:.0f} | {others:.2f} |"
+              for name, (command, s, others) in bench_seconds.items()]
     lines += ["", "Each benchmark module also runs on its own (`.venv/bin/python bench/<name>.py`),"
               " printing the same comparisons.", ""]
     return "\n".join(lines)
