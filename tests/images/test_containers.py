@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -280,11 +281,13 @@ def test_buildspec_pushes_to_a_registry_and_the_image_pulled_by_digest_runs(imag
     assert all(uri.startswith(f"{local_registry}/") and "@sha256:" in uri for uri in uris.values())
 
     # a separate image store: everything the run needs comes from the registry, by digest
-    store = ["--root", str(tmp_path / "store"), "--runroot", str(tmp_path / "runroot")]
-    podman(*store, "pull", "-q", uris["processing"], timeout=1800)
-    out = tmp_path / "processed"
-    out.mkdir()
-    podman(*store, "run", "--rm", "--network", "none", "-v", f"{digits}:/opt/ml/processing/input/data:ro",
-           "-v", f"{out}:/opt/ml/processing/output", uris["processing"], "serve", "--image-size", "16")
-    assert (out / "data" / "manifest.jsonl").is_file()
-    podman(*store, "rmi", "-a", check=False)
+    with tempfile.TemporaryDirectory(prefix="runroot-", dir="/tmp") as runroot:  # podman: <= 50 chars
+        store = ["--root", str(tmp_path / "store"), "--runroot", runroot]
+        podman(*store, "pull", "-q", uris["processing"], timeout=1800)
+        out = tmp_path / "processed"
+        out.mkdir()
+        podman(*store, "run", "--rm", "--network", "none",
+               "-v", f"{digits}:/opt/ml/processing/input/data:ro",
+               "-v", f"{out}:/opt/ml/processing/output", uris["processing"], "serve", "--image-size", "16")
+        assert (out / "data" / "manifest.jsonl").is_file()
+        podman(*store, "rmi", "-a", check=False)
