@@ -28,8 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = ("processing", "training", "serving", "drift", "attribution")
 ON_GPU = ("training", "serving", "attribution")
 ALL = (*BENCHES, "demo")
-# Where `make bench` departs from a benchmark's standalone defaults, to fit in about 15 minutes.
-FULL_ARGS: dict[str, list[str]] = {}
 
 
 def devices(name: str) -> list[str | None]:
@@ -39,8 +37,8 @@ def devices(name: str) -> list[str | None]:
 
 
 def bench_args(name: str, device: str | None, quick: bool) -> list[str]:
-    """The flags one benchmark runs with (its own defaults, or --quick) and its device."""
-    return (["--quick"] if quick else FULL_ARGS.get(name, [])) + (["--device", device] if device else [])
+    """The flags one benchmark runs with: its own defaults (or --quick) on the given device."""
+    return (["--quick"] if quick else []) + (["--device", device] if device else [])
 
 
 def run_bench(name: str, device: str | None, quick: bool, folder: Path):
