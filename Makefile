@@ -65,7 +65,8 @@ BUILD_FLAGS ?=
 REGISTRY ?=
 PUSH_FLAGS ?=
 IMAGE_URIS ?= image-uris.json
-LABEL_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg SOURCE=$(SOURCE_URL)
+LABELS = --label org.opencontainers.image.source=$(SOURCE_URL) \
+	--label org.opencontainers.image.revision=$(REVISION) --label org.opencontainers.image.version=$(VERSION)
 REGISTRY_TOOL = $(PYTHON) images/registry.py --engine $(ENGINE) --prefix $(IMAGE_PREFIX) --tag $(TAG) \
 	$(if $(REGISTRY),--registry $(REGISTRY))
 
@@ -75,12 +76,12 @@ REGISTRY_TOOL = $(PYTHON) images/registry.py --engine $(ENGINE) --prefix $(IMAGE
 build: $(addprefix build-,$(COMPONENTS)) image-sizes
 
 build-base:
-	$(ENGINE) build $(BUILD_FLAGS) --build-arg SOURCE=$(SOURCE_URL) \
+	$(ENGINE) build $(BUILD_FLAGS) \
 		$(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE)) \
 		-f images/base/Dockerfile -t $(IMAGE_PREFIX)-base:$(TAG) -t $(IMAGE_PREFIX)-base:latest .
 
 $(addprefix build-,$(COMPONENTS)): build-%: build-base
-	$(ENGINE) build $(BUILD_FLAGS) $(LABEL_ARGS) --build-arg BASE_IMAGE=$(IMAGE_PREFIX)-base:$(TAG) \
+	$(ENGINE) build $(BUILD_FLAGS) $(LABELS) --build-arg BASE_IMAGE=$(IMAGE_PREFIX)-base:$(TAG) \
 		-f images/$*/Dockerfile -t $(IMAGE_PREFIX)-$*:$(TAG) -t $(IMAGE_PREFIX)-$*:latest .
 
 image-sizes:
