@@ -5,15 +5,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import BinaryIO
 
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from algorithm.serve import codecs
 from algorithm.serve.predictor import Predictor
 from algorithm.serve.settings import ServerSettings
+from algorithm.serve.worker import SilentClient
 
 log = logging.getLogger(__name__)
+# An oversized body up to this many times the limit is read and dropped before the 413 goes out:
+# a client that sends its whole body before reading (most do) then gets the 413 instead of a reset,
+# and the connection stays usable. Larger bodies are answered at once and the connection closed.
+DRAIN_FACTOR = 4
 
 
 def json_response(data: object, status: int = 200) -> Response:
@@ -22,6 +28,20 @@ def json_response(data: object, status: int = 200) -> Response:
 
 def error(message: str, status: int) -> Response:
     return json_response({"error": message}, status)
+
+
+def discard(stream: BinaryIO, limit: int) -> bool:
+    """Read and drop up to `limit` bytes of a request body; True when the body ended within them."""
+    left = limit
+    try:
+        while left > 0:
+            chunk = stream.read(min(left, 1 << 20))
+            if not chunk:
+                return True
+            left -= len(chunk)
+    except OSError:  # the client hung up or fell silent: the connection closes anyway
+        return False
+    return False
 
 
 class ServingApp:
@@ -37,8 +57,15 @@ class ServingApp:
         try:
             response = self.route(request)
         except RequestEntityTooLarge:
+            discard(environ["wsgi.input"], DRAIN_FACTOR * self.max_bytes)
             response = error(f"the request body is larger than {self.settings.max_payload_mb} MB"
                              " (SAGEMAKER_MAX_PAYLOAD_IN_MB)", 413)
+        except ClientDisconnected as exc:  # the client hung up or fell silent: not a server fault
+            if isinstance(exc.__context__, SilentClient):
+                response = error(f"the request body stopped arriving for {self.settings.read_timeout}"
+                                 " s (SAGEMAKER_SERVER_READ_TIMEOUT)", 408)
+            else:
+                response = error("the client disconnected before the whole body arrived", 400)
         except HTTPException as exc:
             response = error(exc.description or exc.name, exc.code or 400)
         except Exception:  # a real server fault: log it, never leak a traceback
@@ -86,7 +113,7 @@ class ServingApp:
         if accept is None:
             return error(f"cannot answer with Accept {request.headers.get('Accept')!r}; use "
                          + " or ".join(codecs.ACCEPT_TYPES), 406)
-        if not self.predictor.ready:
+        if not self.predictor.wait_if_loading(self.settings.timeout):
             return error(self.predictor.error or "the model is still loading", 503)
         config = self.predictor.config
         body = request.get_data(cache=False)

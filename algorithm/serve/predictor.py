@@ -19,7 +19,9 @@ class Predictor:
     """Loads the artifact on a background thread so /ping can answer 503 until it is ready.
 
     A missing model folder is waited for (a local run may start the server first); a model that
-    exists but cannot be loaded is a permanent failure, reported by /ping.
+    exists but cannot be loaded is a permanent failure, reported by /ping. Each worker loads its
+    own copy, so a request can reach a worker still loading after another one answered /ping: it
+    waits for that load (`wait_if_loading`) instead of failing.
     """
 
     def __init__(self, model_path: Path, micro_batch: int = 64) -> None:
@@ -28,6 +30,8 @@ class Predictor:
         self.model: torch.nn.Module | None = None
         self.config: ModelConfig | None = None
         self.error: str | None = None
+        self.loading = False  # an artifact is there and being read
+        self._settled = threading.Event()  # loading ended, with a model or an error
         self._lock = threading.Lock()  # one forward pass at a time per worker: no oversubscription
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -36,8 +40,15 @@ class Predictor:
         return self.model is not None
 
     def start(self) -> Predictor:
+        self.loading = self._has_artifact()  # before the worker accepts its first request
         threading.Thread(target=self._load, name="model-loader", daemon=True).start()
         return self
+
+    def wait_if_loading(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) for a load under way; True once the model is ready."""
+        if self.loading and not self.ready:
+            self._settled.wait(timeout)
+        return self.ready
 
     def _has_artifact(self) -> bool:
         path = self.model_path
@@ -50,15 +61,19 @@ class Predictor:
                 log.warning("waiting for a model artifact at %s", self.model_path)
                 waited = True
             time.sleep(0.5)
+        self.loading = True
         try:
             model, config = load_artifact(self.model_path)
+            self.config = config
+            self.model = torch.nn.Sequential(Normalise(config.mean, config.std), model).eval().to(
+                self.device)
         except Exception as exc:  # any failure must show on /ping rather than kill the worker
             self.error = f"the model could not be loaded: {exc}"
             log.error(self.error)
             return
-        normalise = Normalise(config.mean, config.std)
-        self.config = config
-        self.model = torch.nn.Sequential(normalise, model).eval().to(self.device)
+        finally:
+            self.loading = False
+            self._settled.set()
         log.info("model loaded: %s, %d classes, input %dx%d", config.architecture,
                  config.num_classes, config.input_size, config.input_size)
 

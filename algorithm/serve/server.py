@@ -1,7 +1,8 @@
 """`algorithm serve`: gunicorn serving the WSGI app, configured the SageMaker way.
 
 Each worker loads the model once after it starts. gthread workers keep slow clients from holding
-a whole worker; the model runs one request at a time per worker. On SIGTERM gunicorn stops
+a whole worker, and a client silent for SAGEMAKER_SERVER_READ_TIMEOUT seconds is dropped (see
+worker.py); the model runs one request at a time per worker. On SIGTERM gunicorn stops
 accepting, lets in-flight requests finish (up to 20 s) and exits.
 """
 
@@ -15,6 +16,7 @@ from gunicorn.app.base import BaseApplication
 from algorithm.serve.app import ServingApp
 from algorithm.serve.predictor import Predictor
 from algorithm.serve.settings import ServerSettings
+from algorithm.serve.worker import TimedSocket, TimedThreadWorker
 from shared.sagemaker import TrainingPaths
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,11 @@ class ModelServer(BaseApplication):
 
     def load_config(self) -> None:
         s = self.settings
+        TimedSocket.timeout_s = s.read_timeout  # set before the workers fork
         for key, value in {
             "bind": f"{self.host}:{s.port}",
             "workers": s.workers,
-            "worker_class": "gthread",
+            "worker_class": TimedThreadWorker,  # gthread with a read/write time limit
             "threads": s.threads_per_worker,
             "timeout": s.timeout,
             "graceful_timeout": GRACEFUL_TIMEOUT,

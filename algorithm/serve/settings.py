@@ -37,6 +37,7 @@ class ServerSettings:
     top_k: int
     threads_per_worker: int
     torch_threads: int
+    read_timeout: float  # seconds a request body may go silent before the request gets a 408
 
     @classmethod
     def from_environment(cls) -> ServerSettings:
@@ -55,4 +56,5 @@ class ServerSettings:
             threads_per_worker=_positive("SAGEMAKER_SERVER_THREADS_PER_WORKER", 4),
             # Workers share the cores: each gets its slice, so they do not oversubscribe.
             torch_threads=max(1, default_workers() // workers),
+            read_timeout=_positive("SAGEMAKER_SERVER_READ_TIMEOUT", 60.0, float),
         )
