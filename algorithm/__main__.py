@@ -22,12 +22,21 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     args = parser.parse_args(argv)
     if args.mode == "train":
-        from algorithm import train
+        return run_job(train_job, failure_file)
+    return run_job(lambda: serve_job(args.host), failure_file)
 
-        return run_job(train.run, failure_file)
+
+# The heavy imports happen inside the job, where a SIGTERM already ends it with a reason.
+def train_job() -> None:
+    from algorithm import train
+
+    train.run()
+
+
+def serve_job(host: str) -> None:
     from algorithm.serve import server
 
-    return run_job(lambda: server.main(host=args.host), failure_file)
+    server.main(host=host)
 
 
 if __name__ == "__main__":

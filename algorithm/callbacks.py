@@ -10,6 +10,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from shared.sagemaker.stop import sigterm_received
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -71,6 +74,14 @@ class FreezeBackbone(pl.Callback):
         pl_module.set_backbone_trainable(trainer.current_epoch >= self.epochs)
 
 
+class StopIfSigtermCameEarly(pl.Callback):
+    """Lightning forgets a SIGTERM that came before fit installed its own handler: stop here."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if sigterm_received():
+            raise SIGTERMException
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written beside their name and renamed: a kill mid-write never corrupts one."""
 
@@ -83,3 +94,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def remove_partial_checkpoints(folder: Path) -> list[Path]:
+    """Half-written checkpoints a SIGKILL left behind; SageMaker would keep syncing them to S3."""
+    stale = sorted(Path(folder).glob(".*.ckpt.*.tmp")) if Path(folder).is_dir() else []
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -19,7 +19,13 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from algorithm.callbacks import AtomicCheckpointIO, EpochMetrics, FreezeBackbone
+from algorithm.callbacks import (
+    AtomicCheckpointIO,
+    EpochMetrics,
+    FreezeBackbone,
+    StopIfSigtermCameEarly,
+    remove_partial_checkpoints,
+)
 from algorithm.data import ProcessedDataModule
 from algorithm.evaluation import accuracy_of, multiclass_report, plot_confusion_matrix, predict
 from algorithm.hyperparameters import SPEC
@@ -33,6 +39,7 @@ from shared.models import (
     save_artifact,
 )
 from shared.sagemaker import JobError, JobInterrupted, TrainingContext, load_training_context
+from shared.sagemaker.stop import sigterm_deferred
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last.ckpt"
@@ -153,7 +160,7 @@ def run() -> None:
                                  monitor="val_accuracy", mode="max", save_top_k=1,
                                  save_last=True, enable_version_counter=False)
     epoch_metrics = EpochMetrics(paths.output_data / "metrics.csv")
-    callbacks: list[pl.Callback] = [checkpoint, epoch_metrics]
+    callbacks: list[pl.Callback] = [checkpoint, epoch_metrics, StopIfSigtermCameEarly()]
     if hp["freeze_backbone_epochs"]:
         callbacks.append(FreezeBackbone(hp["freeze_backbone_epochs"]))
     if hp["early_stopping_patience"]:
@@ -168,16 +175,20 @@ def run() -> None:
         enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
         log_every_n_steps=10, num_sanity_val_steps=0, deterministic=False,
     )
+    remove_partial_checkpoints(paths.checkpoints)  # before any rank can write one
     last = paths.checkpoints / LAST_CHECKPOINT
     resume = last if last.exists() else None
     if resume is not None:
         log.info("resuming from %s", resume)
-    try:
-        trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
-    except SIGTERMException:
-        raise JobInterrupted(
-            f"stopped by SIGTERM after {trainer.current_epoch} completed epoch(s); the checkpoint"
-            f" in {paths.checkpoints} resumes the job when it is started again") from None
+    # Lightning stops at the end of a batch on SIGTERM by itself: it must not be interrupted mid-step.
+    with sigterm_deferred():
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
+        except SIGTERMException:
+            raise JobInterrupted(
+                f"stopped by SIGTERM after {trainer.current_epoch} completed epoch(s); the"
+                f" checkpoint in {paths.checkpoints} resumes the job when it is started again"
+            ) from None
     if not trainer.is_global_zero:
         return  # only rank 0 writes outputs
     config = ModelConfig(architecture=architecture, class_names=classes, input_size=image_size,

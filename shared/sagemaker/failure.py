@@ -14,7 +14,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.sagemaker.stop import SigtermInterrupts
+
 FAILURE_REASON_LIMIT = 1024
+SIGTERM_REASON = ("stopped by SIGTERM before the job finished; nothing partial was published, and"
+                  " running the job again starts it afresh (a training job resumes from its last"
+                  " checkpoint)")
 log = logging.getLogger(__name__)
 
 
@@ -37,8 +42,12 @@ def write_reason(path: Path, reason: str) -> None:
 
 
 def run_job(job: Callable[[], None], failure_file: Path) -> int:
-    """Run `job`; on any exception write its reason to `failure_file` and return a non-zero code."""
+    """Run `job`; on any exception write its reason to `failure_file` and return a non-zero code.
+
+    SIGTERM raises JobInterrupted (exit code 143) wherever the job is, unless it defers it.
+    """
     failure_file.unlink(missing_ok=True)  # a reason left by an earlier, interrupted run is stale
+    sigterm = SigtermInterrupts(lambda: JobInterrupted(SIGTERM_REASON)).install()
     try:
         job()
     except SystemExit:
@@ -55,6 +64,8 @@ def run_job(job: Callable[[], None], failure_file: Path) -> int:
         traceback.print_exc(file=sys.stderr)
         write_reason(failure_file, reason)
         return exc.exit_code if isinstance(exc, JobError) else 2
+    finally:
+        sigterm.uninstall()
     return 0
 
 
