@@ -51,8 +51,15 @@ def replace_folder(staged: Path, final: Path) -> None:
 
 
 def staging_folder(final: Path) -> Path:
-    """A hidden sibling of `final` to write into (same file system, so the rename is atomic)."""
+    """A hidden sibling of `final` to write into (same file system, so the rename is atomic).
+
+    Hidden siblings that a killed run of the job left behind are removed first: one job writes a
+    folder at a time (two at once would replace each other's output anyway).
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (f".{final.name}.partial-*", f".{final.name}.old-*"):
+        for stale in final.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
     staged = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex}")
     staged.mkdir()
     return staged

@@ -9,6 +9,7 @@ is each component's own policy.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from shared.data.discovery import ImageFile
 from shared.data.parallel import decode_images
 
 log = logging.getLogger(__name__)
+SCRATCH_PREFIX = ".scratch-"
 
 
 @dataclass
@@ -36,9 +38,14 @@ class DecodedPool:
 
 @contextmanager
 def scratch_folder(root: Path) -> Iterator[Path]:
-    """A temporary folder under `root` (the job's volume, not the container's small disk)."""
+    """A temporary folder under `root` (the job's volume, not the container's small disk).
+
+    Scratch folders of a killed earlier run (decoded pools can be gigabytes) are removed first.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=root) as tmp:
+    for stale in root.glob(f"{SCRATCH_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=root) as tmp:
         yield Path(tmp)
 
 
