@@ -16,6 +16,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# The only decoders untrusted bytes reach, whatever a file is named. Pillow knows some 40 formats,
+# each one more decoder to attack (its EPS reader even runs Ghostscript when one is installed).
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")  # JPEG includes multi-picture (MPO) files
 MAX_PIXELS = 64_000_000  # ~8000x8000; above this an image is refused, not decoded
 RESIZE_POLICIES = ("crop", "pad")
 PAD_VALUE = 0
@@ -66,7 +69,7 @@ def load_rgb(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
+            with Image.open(stream, formats=FORMATS) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageDecodeError(
@@ -84,7 +87,8 @@ def load_rgb(
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError("not a recognised image format") from None
+        raise ImageDecodeError("not a recognised image format (JPEG, PNG, BMP, GIF, WebP or TIFF)"
+                               ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError, IndexError) as exc:
