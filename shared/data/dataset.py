@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ CLASSES = "classes.json"
 REPORT = "report.json"
 NPY_HEADER_BYTES = 128  # numpy's .npy header for a 4-d uint8 array is padded to 128 bytes
 MB = 1_000_000
+SHARD_NAME = re.compile(r"shard-[A-Za-z0-9_.-]*\.npy")  # no separators: nothing outside the folder
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -189,6 +191,9 @@ class ProcessedDataset:
         )
         self._shards: dict[str, np.ndarray] = {}
         for name in sorted({r["shard"] for r in self.records}):
+            if not (isinstance(name, str) and SHARD_NAME.fullmatch(name)):
+                raise DatasetFormatError(f"{self.root}: manifest names {name!r}, which is not a shard"
+                                         " file name (shard-*.npy in the dataset folder itself)")
             path = self.root / name
             if not path.exists():
                 raise DatasetFormatError(f"{self.root}: shard {name} named in the manifest is missing")

@@ -7,6 +7,7 @@ holding only that tarball, as a ProcessingInput of a training job's output looks
 from __future__ import annotations
 
 import json
+import math
 import os
 import tarfile
 import tempfile
@@ -28,6 +29,7 @@ CONFIG = "model.json"
 TARBALL = "model.tar.gz"
 FORMAT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
+MAX_CONFIG_BYTES = 10 * 1024 * 1024  # read whole into memory: bounded (100,000 class names fit)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ class ModelConfig:
             raise fail("input_size must be an integer between 1 and 4096")
         for key, values in (("mean", mean), ("std", std)):
             if not (isinstance(values, list) and len(values) == 3
-                    and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)):
-                raise fail(f"{key} must be a list of 3 numbers")
+                    and all(isinstance(v, int | float) and not isinstance(v, bool)
+                            and math.isfinite(v) for v in values)):  # json reads NaN, Infinity
+                raise fail(f"{key} must be a list of 3 finite numbers")
         if any(v <= 0 for v in std):
             raise fail("std values must be positive")
         versions = data.get("library_versions", {})
@@ -155,6 +158,10 @@ def _artifact_files(folder: Path) -> tuple[Path, Path]:
 
 
 def _read_config(path: Path) -> ModelConfig:
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise UnsafeArtifactError(f"{path} is {size:,} bytes, larger than the {MAX_CONFIG_BYTES:,}"
+                                  " a model.json may be")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

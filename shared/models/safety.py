@@ -40,8 +40,8 @@ def read_safetensors_state(path: Path) -> dict[str, torch.Tensor]:
 def safe_extract(archive: Path, dest: Path, *, allowed: frozenset[str] | None = None) -> list[Path]:
     """Extract regular files of a tar(.gz) into `dest`, refusing anything that could escape it.
 
-    Absolute names, `..`, links, devices and oversized content are refused; `allowed` limits which
-    file names (base names) are extracted at all.
+    Absolute names, `..`, links, devices, a file name given twice and oversized content are refused;
+    `allowed` limits which file names (base names) are extracted at all.
     """
     dest = Path(dest).resolve()
     extracted = []
@@ -67,6 +67,8 @@ def safe_extract(archive: Path, dest: Path, *, allowed: frozenset[str] | None = 
                 target = (dest / Path(name).name).resolve()
                 if target.parent != dest:
                     raise UnsafeArtifactError(f"{archive}: entry {name!r} points outside the archive")
+                if target in extracted:  # which copy would win depends on the order: refuse both
+                    raise UnsafeArtifactError(f"{archive}: holds {target.name} twice ({name!r} again)")
                 source = tar.extractfile(member)
                 if source is None:
                     continue
