@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-lock
 DEMO_DIR ?= demo-output
 
-.PHONY: venv test demo bench lock lint clean
+.PHONY: venv test demo bench lock lint audit clean
 
 venv: $(INSTALLED) $(VENV)/.installed-project
 
@@ -36,6 +36,11 @@ bench: venv
 
 lint: venv
 	$(VENV)/bin/ruff check .
+
+# Known vulnerabilities in requirements.lock's pins: fails on any; says which pins it could not
+# audit (pip-audit, then PyPI's project data where pip-audit cannot reach; see README).
+audit: venv
+	$(PY) images/audit.py requirements.lock
 
 # Re-resolve every dependency to its newest allowed version and rewrite requirements.lock.
 lock:
