@@ -66,7 +66,7 @@ class SigtermInterrupts:
         self._previous = None
 
     def __call__(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
-        if os.getpid() != self._pid:  # a forked worker process: end the way it always did
+        if os.getpid() != self._pid:  # a forked child before its at-fork reset ran
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
@@ -93,6 +93,35 @@ class SigtermInterrupts:
             self.deferring = False
         if self.received:
             raise self.make_error()
+
+
+# A forked worker (a decoding pool's, say) must die of SIGTERM at once, as it did before the
+# handler: it gets the default back. SIGTERM is held across the fork itself, since Python drops a
+# signal that reaches a child before its after-fork step; a held one is delivered just after.
+_held_across_fork = False
+
+
+def _hold_sigterm() -> None:
+    global _held_across_fork
+    _held_across_fork = isinstance(signal.getsignal(signal.SIGTERM), SigtermInterrupts)
+    if _held_across_fork:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _release_sigterm(child: bool) -> None:
+    if not _held_across_fork:
+        return
+    try:
+        if child:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not seen as the main thread: the handler falls back to the default itself
+        pass
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+os.register_at_fork(before=_hold_sigterm, after_in_parent=lambda: _release_sigterm(False),
+                    after_in_child=lambda: _release_sigterm(True))
 
 
 def sigterm_deferred():
