@@ -134,8 +134,12 @@ from shared.data import ImageDecodeError, load_square_array
 def hang(signum, frame):
     raise TimeoutError("no answer within the limit")
 
+def peak_kb():  # VmHWM: this process's own peak (ru_maxrss would start at the parent's)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
 signal.signal(signal.SIGALRM, hang)
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak_kb()
 with open(sys.argv[2], "w") as out:
     for path in sorted(Path(sys.argv[1]).iterdir()):
         out.write(json.dumps({"file": path.name, "started": True}) + "\n")
@@ -150,7 +154,7 @@ with open(sys.argv[2], "w") as out:
         except BaseException as exc:
             outcome, reason = type(exc).__name__, str(exc)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+        peak = peak_kb() - base
         out.write(json.dumps({"file": path.name, "outcome": outcome, "reason": reason,
                               "seconds": time.monotonic() - started, "peak_mb": peak / 1024}) + "\n")
         out.flush()

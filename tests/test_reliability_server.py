@@ -36,10 +36,12 @@ REQUESTS_PER_CLIENT = 600  # 6 x 600 = 3,600 requests, plus the slow, silent and
 SLOW_CLIENTS, SLOW_REQUESTS = 1, 4
 STALLED_CLIENTS = 1  # of each kind: silent mid-body, silent mid-headers
 RESET_CLIENTS, RESETS = 2, 40
-WARM_UP_REQUESTS = 40  # per fast client, the full mix: allocator arenas and caches settle
+WARM_UP_REQUESTS = 100  # per fast client, the full mix: allocator arenas and caches settle
 READ_TIMEOUT_S = 2  # SAGEMAKER_SERVER_READ_TIMEOUT for the test (60 s by default)
 PING_LIMIT_S = 2.0  # SageMaker fails a container whose /ping takes longer
-RSS_GROWTH_LIMIT_MB = 20  # per worker, from after the warm-up to after the run
+# Worker RSS: the second load phase (~900 requests per worker) may add at most this much, which
+# a leak of 12 KB per request would exceed; and the whole run at most the second figure.
+RSS_STEADY_LIMIT_MB, RSS_GROWTH_LIMIT_MB = 10, 40
 SHUTDOWN_LIMIT_S = 15.0  # gunicorn waits up to 2 s for idle kept-alive connections, then each
 # process finalises (seconds with torch loaded on a busy machine)
 
@@ -348,6 +350,7 @@ def test_load_with_bad_slow_silent_and_reset_clients(model_base):
     assert ping_seconds.max() < PING_LIMIT_S
     assert set(rss[-1]) == set(rss[0]), "a worker was replaced during the run"
     for pid, before in rss[0].items():
+        assert rss[-1][pid] - rss[-2][pid] < RSS_STEADY_LIMIT_MB, summary
         assert rss[-1][pid] - before < RSS_GROWTH_LIMIT_MB, summary
     assert shutdown_s < SHUTDOWN_LIMIT_S and proc.returncode == 0
     assert alive == []
