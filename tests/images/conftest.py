@@ -33,9 +33,14 @@ def podman(*args: str, timeout: float = 900, check: bool = True,
 
 
 @pytest.fixture(scope="session")
-def images() -> dict[str, str]:
+def image_tag() -> str:
+    return revision()
+
+
+@pytest.fixture(scope="session")
+def images(image_tag: str) -> dict[str, str]:
     """component -> the locally built image of this commit."""
-    tag = revision()
+    tag = image_tag
     refs = {c: f"{PREFIX}-{c}:{tag}" for c in COMPONENTS}
     for ref in refs.values():
         if subprocess.run([ENGINE, "image", "exists", ref]).returncode != 0:

@@ -134,8 +134,8 @@ def test_a_failing_job_writes_its_reason_and_exits_nonzero(images, tmp_path):
     assert "epochz" in reason and "epochs" in reason
 
 
-def test_images_follow_the_sagemaker_container_contract(images):
-    tag = revision()
+def test_images_follow_the_sagemaker_container_contract(images, image_tag):
+    tag = image_tag
     for component, ref in images.items():
         info = json.loads(podman("image", "inspect", ref).stdout)[0]
         config = info["Config"]
@@ -211,9 +211,9 @@ def test_a_code_change_rebuilds_only_the_last_layer(images, tmp_path):
         podman("rmi", changed, check=False)
 
 
-def test_make_run_targets_run_an_image_on_the_sample(images, tmp_path):
+def test_make_run_targets_run_an_image_on_the_sample(images, image_tag, tmp_path):
     run_dir = tmp_path / "opt_ml"
-    common = ["make", "-s", f"ENGINE={ENGINE}", f"TAG={revision()}", f"RUN_DIR={run_dir}"]
+    common = ["make", "-s", f"ENGINE={ENGINE}", f"TAG={image_tag}", f"RUN_DIR={run_dir}"]
     result = subprocess.run([*common, "run-explainability-train"], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode != 0 and "make run-processing-train" in result.stderr
