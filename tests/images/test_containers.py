@@ -21,7 +21,7 @@ from pipelines.jobs import Engine
 from pipelines.runner import Runner
 from pipelines.server import free_port, request
 from shared.sample_data import write_digits
-from tests.images.conftest import COMPONENTS, ENGINE, ROOT, podman, revision
+from tests.images.conftest import COMPONENTS, ENGINE, ROOT, podman
 
 PIPELINES = ROOT / "pipelines"
 
