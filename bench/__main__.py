@@ -81,6 +81,8 @@ def main() -> None:
                 found, failure = run_bench(name, device, args.quick, Path(tmp))
                 command = " ".join(["python -m bench." + name, *bench_args(name, device, args.quick)])
                 seconds[label] = (command, time.monotonic() - t, others())
+                for c in found:
+                    c.others_cores = seconds[label][2]
                 comparisons += found
                 if failure:
                     failures[label] = failure

@@ -33,6 +33,7 @@ class Comparison:
     device: str = "cpu"
     flops_per_image: float | None = None  # model paths: FLOPs one image costs on this path
     notes: list[str] = field(default_factory=list)
+    others_cores: float | None = None  # set by python -m bench: cores other jobs kept busy meanwhile
 
     @property
     def ratio(self) -> float:

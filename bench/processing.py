@@ -1,7 +1,7 @@
 """Processing serve mode: images per second with one worker versus all workers, side by side.
 
 Target (issue 3): all workers on 2 cores at least 1.7x one worker.
-Run: .venv/bin/python bench/processing.py [--images 3000] [--rounds 2] [--quick]
+Run: .venv/bin/python bench/processing.py [--images 3000] [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ def measure(images: int, rounds: int) -> list[Comparison]:
 def main() -> None:
     args_parser = parser(__doc__, "300 images, one round")
     args_parser.add_argument("--images", type=int, default=None, help="default 3000")
-    args_parser.add_argument("--rounds", type=int, default=None, help="default 2")
+    args_parser.add_argument("--rounds", type=int, default=None, help="default 3")
     args = args_parser.parse_args()
     finish(args, measure(args.images or (300 if args.quick else 3000),
-                         args.rounds or (1 if args.quick else 2)))
+                         args.rounds or (1 if args.quick else 3)))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,19 @@ def _verdict(c: Comparison) -> str:
 
 def glance(comparisons: list[Comparison], failures: dict[str, str]) -> list[str]:
     lines = ["## Targets at a glance", "",
-             "| benchmark | device | side A | side B | ratio B/A | target | result |",
-             "|---|---|---|---|---:|---|---|"]
+             "| benchmark | device | side A | side B | ratio B/A | target | result | other jobs' cores |",
+             "|---|---|---|---|---:|---|---|---:|"]
     for c in comparisons:
+        others = "" if c.others_cores is None else f"{c.others_cores:.2f}"
         lines.append(f"| {c.title} | {c.device} | {c.side_a}: {_value(c.a)} {c.unit} |"
                      f" {c.side_b}: {_value(c.b)} {c.unit} | {c.ratio:.2f}x | {c.target_text} |"
-                     f" {_verdict(c)} |")
+                     f" {_verdict(c)} | {others} |")
     for name, reason in failures.items():
-        lines.append(f"| {name} | | | | | | **failed**: {reason.splitlines()[-1] if reason else ''} |")
+        lines.append(f"| {name} | | | | | | **failed**: {reason.splitlines()[-1] if reason else ''} | |")
+    lines += ["", "The last column is how many of the machine's cores other jobs kept busy, on average,"
+              " while that benchmark ran. Both sides of each comparison are timed alternately and each"
+              " keeps its best, which absorbs short bursts; sustained load from other jobs can still"
+              " skew a ratio, so read a result next to that figure."]
     return lines + [""]
 
 

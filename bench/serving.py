@@ -5,7 +5,7 @@ application/x-npy over a keep-alive connection, against Predictor.predict on the
 this process with the same thread count and device, alternating for a few rounds, each side's best
 counting. Also one-image-per-request image/png throughput.
 Target (issue 5): HTTP batch path at least 0.9x in-process.
-Run: .venv/bin/python bench/serving.py [--batches 30] [--rounds 3] [--device cpu|cuda] [--quick]
+Run: .venv/bin/python bench/serving.py [--batches 30] [--rounds 5] [--device cpu|cuda] [--quick]
 """
 
 from __future__ import annotations
@@ -98,10 +98,10 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
 def main() -> None:
     args_parser = parser(__doc__, "5 batches, one round")
     args_parser.add_argument("--batches", type=int, default=None, help="default 30")
-    args_parser.add_argument("--rounds", type=int, default=None, help="default 3")
+    args_parser.add_argument("--rounds", type=int, default=None, help="default 5")
     args_parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = args_parser.parse_args()
-    finish(args, measure(args.batches or (5 if args.quick else 30), args.rounds or (1 if args.quick else 3),
+    finish(args, measure(args.batches or (5 if args.quick else 30), args.rounds or (1 if args.quick else 5),
                          torch.device(args.device)))
 
 
