@@ -210,7 +210,7 @@ MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"II*
          b"RIFF\x00\x01\x00\x00WEBPVP8 ", b"8BPS", b"\x00\x00\x01\x00", b"P6\n", b"qoif", b"DDS "]
 
 
-@settings(max_examples=1000, derandomize=True, deadline=None,
+@settings(max_examples=1000, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(magic=st.sampled_from(MAGIC), tail=st.binary(max_size=2048))
 def test_arbitrary_bytes_after_any_magic_number_are_decoded_or_refused(magic, tail):

@@ -78,7 +78,7 @@ def test_three_random_sigterms_then_a_restart_train_every_epoch_exactly_once(tmp
         if number < INTERRUPTIONS - 1:
             lines_to_wait, delay = rng.choice([0, 1]), round(rng.uniform(0.2, 3.0), 2)
         else:
-            lines_to_wait, delay = EPOCHS - len(printed), round(rng.uniform(0.0, 0.5), 2)
+            lines_to_wait, delay = EPOCHS - len(printed), round(rng.uniform(0.0, 0.15), 2)
         lines, stop_s = interrupt(start(base), lines_to_wait, delay)
         printed += epochs_printed(lines)
         proc_reason = (base / "output" / "failure").read_text() if (
