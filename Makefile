@@ -78,7 +78,8 @@ REGISTRY_TOOL = $(PYTHON) images/registry.py --engine $(ENGINE) --prefix $(IMAGE
 .PHONY: build build-base $(addprefix build-,$(COMPONENTS)) image-sizes push image-uris hadolint \
 	test-images $(foreach c,$(COMPONENTS),run-$(c)-train run-$(c)-serve)
 
-build: $(addprefix build-,$(COMPONENTS)) image-sizes
+build: $(addprefix build-,$(COMPONENTS))
+	@$(REGISTRY_TOOL) sizes base $(COMPONENTS)
 
 build-base:
 	$(ENGINE) build $(BUILD_FLAGS) \
