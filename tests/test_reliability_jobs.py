@@ -30,19 +30,25 @@ SPLITS = ("train", "validation", "test")
 
 
 def start(module: str, *args: str, base: Path) -> subprocess.Popen:
+    """The job in the background, its log in a file (a pipe nobody reads could stall it)."""
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(log_of(base), "w") as log:
+        return subprocess.Popen([sys.executable, "-m", module, *args], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+
+def log_of(base: Path) -> Path:
+    return base.parent / f"{base.name}.log"
 
 
 def staging(output: Path) -> list[str]:
     return [p.name for p in output.iterdir() if ".partial-" in p.name] if output.is_dir() else []
 
 
-def wait_for_staging(proc: subprocess.Popen, output: Path) -> float:
+def wait_for_staging(proc: subprocess.Popen, output: Path, base: Path) -> float:
     deadline = time.monotonic() + 300
     while not staging(output):
-        assert proc.poll() is None, f"the job ended before writing: {proc.stderr.read()[-2000:]}"
+        assert proc.poll() is None, f"the job ended before writing: {log_of(base).read_text()[-2000:]}"
         assert time.monotonic() < deadline
         time.sleep(0.001)
     return time.monotonic()
@@ -51,12 +57,12 @@ def wait_for_staging(proc: subprocess.Popen, output: Path) -> float:
 def timed_run(module: str, args: tuple[str, ...], base: Path, output: Path) -> float:
     """Run the job whole; the seconds its output spent staged (written but not yet published)."""
     proc = start(module, *args, base=base)
-    began = wait_for_staging(proc, output)
+    began = wait_for_staging(proc, output, base)
     while staging(output):
+        assert time.monotonic() < began + 300 and proc.poll() in (None, 0)
         time.sleep(0.001)
     window = time.monotonic() - began
-    stderr = proc.communicate(timeout=600)[1]
-    assert proc.returncode == 0, stderr[-2000:]
+    assert proc.wait(timeout=600) == 0, log_of(base).read_text()[-2000:]
     return window
 
 
@@ -68,11 +74,10 @@ def kill_mid_write(module: str, args: tuple[str, ...], base: Path, output: Path,
     for attempt in range(4):
         delay = rng.uniform(0.05, 0.7) * window / 2**attempt
         proc = start(module, *args, base=base)
-        began = wait_for_staging(proc, output)
+        began = wait_for_staging(proc, output, base)
         time.sleep(max(0.0, began + delay - time.monotonic()))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        proc.stderr.close()
         if staging(output):  # it died with its output unpublished: a kill mid-write
             print(f"{module}: killed {delay:.3f} s into a {window:.3f} s write window"
                   f" (attempt {attempt + 1}); visible: {visible(output)}, staged: {staging(output)}")
