@@ -74,6 +74,15 @@ def run(definition: str, params: dict[str, object], run_dir: Path) -> RunResult:
     return result
 
 
+def registered_version(result: RunResult) -> Path:
+    """The version the training pipeline registered; a clear exit where its gate stopped it."""
+    if result.state("register") != "completed":
+        sys.exit(f"the training pipeline registered no model: evaluation gave accuracy "
+                 f"{evaluation_accuracy(result):.3f}, below its threshold (step check_evaluation: "
+                 f"{result.state('check_evaluation')}); try more --epochs")
+    return result.outputs("register")["version_dir"]
+
+
 def evaluation_accuracy(result: RunResult) -> float:
     data = json.loads((result.outputs("train")["model"] / "evaluation.json").read_text())
     return data["multiclass_classification_metrics"]["accuracy"]["value"]
@@ -108,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     v1 = timed("1. training pipeline on the original images", "training.yaml",
                {**common, "input_data": data["original"]}, "1-training")
-    v1_dir = v1.outputs("register")["version_dir"]
+    v1_dir = registered_version(v1)
     stages.append({"stage": "1. train v1 (original images)", "model": v1_dir.name,
                    "accuracy": evaluation_accuracy(v1), "drift": None, "p_value": None})
 
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         v2 = timed("4. drift detected: retrain with labelled corrupted images added",
                    "training.yaml", {**common, "input_data": data["retrain"],
                                      "warm_start_model": v1_dir / "model"}, "4-retraining")
-        v2_dir = v2.outputs("register")["version_dir"]
+        v2_dir = registered_version(v2)
         stages.append({"stage": "4. retrain v2 (original + corrupted, warm start from v1)",
                        "model": v2_dir.name, "accuracy": evaluation_accuracy(v2),
                        "drift": None, "p_value": None})
