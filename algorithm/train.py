@@ -147,6 +147,9 @@ def run() -> None:
         channels["test"] = test
     classes = check_classes(channels)
     image_size = channels["train"].image_shape[0]
+    log.info("training job: %d training and %d validation images, %d classes, %dx%d pixels",
+             len(channels["train"]), len(channels["validation"]), len(classes), image_size,
+             image_size)
     pl.seed_everything(hp["seed"], workers=True, verbose=False)
     model, architecture = build_model(ctx, hp, classes)
     mean, std = normalisation(model)
@@ -207,12 +210,19 @@ def best_weights(module: Classifier, checkpoint: ModelCheckpoint) -> None:
 def write_outputs(ctx: TrainingContext, hp: dict[str, Any], module: Classifier,
                   checkpoint: ModelCheckpoint, config: ModelConfig,
                   channels: dict[str, ProcessedDataset]) -> None:
+    """Evaluate the best epoch's weights, then publish: reports first, the model last.
+
+    model.json is the last file written (see `save_artifact`), so a job stopped anywhere in here
+    leaves no model.json and a rerun (which resumes from the final checkpoint) writes it all again.
+    """
     classes = config.class_names
     paths = ctx.paths
-    best_weights(module, checkpoint)
-    module = module.cpu().float().eval()
     split = "test" if "test" in channels else "validation"
     data = channels[split]
+    log.info("training finished; evaluating the best epoch's weights on %s (%d images) and"
+             " writing the model", split, len(data))
+    best_weights(module, checkpoint)
+    module = module.cpu().float().eval()
     probabilities = predict(module, data, batch_size=max(hp["batch_size"], 256))
     report = multiclass_report(data.labels, probabilities.argmax(1), classes)
     accuracy = accuracy_of(report)
@@ -225,14 +235,13 @@ def write_outputs(ctx: TrainingContext, hp: dict[str, Any], module: Classifier,
         "best_epoch_val_accuracy": float(checkpoint.best_model_score or 0.0),
     })
     config.extra["evaluation"] = {"split": split, "accuracy": accuracy}
-    save_artifact(module.model, config, paths.model)
-    for folder in (paths.model, paths.output_data):
-        write_json_atomic(folder / "evaluation.json", report)
+    write_json_atomic(paths.output_data / "evaluation.json", report)
     plot_confusion_matrix(report, paths.output_data / "confusion_matrix.png",
                           f"{split} accuracy {accuracy:.3f}")
+    write_json_atomic(paths.model / "evaluation.json", report)
+    save_artifact(module.model, config, paths.model)
     log.info("%s accuracy %.4f%s; model written to %s", split, accuracy,
              "" if threshold is None else f" (threshold {threshold}: "
              f"{'passed' if report['passed'] else 'NOT passed'})", paths.model)
     print(json.dumps({"evaluation": split, "accuracy": round(accuracy, 4),
                       "passed": report["passed"]}), flush=True)
-

@@ -1,5 +1,9 @@
 """Training jobs interrupted as spot capacity is: SIGTERM at random points, restart, three times over.
 
+Each SIGTERM is sent the moment the job reports a seeded choice of event (its start, an epoch's
+end, the end of training), never after a guessed delay, so the interruptions land on an idle and on
+a saturated machine alike.
+
 The model must still come out, every epoch must run exactly once across the restarts, and a
 checkpoint must never be readable half-written, even when the process is SIGKILLed mid-write.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,25 +35,49 @@ INTERRUPTIONS = 3
 STOP_LIMIT_S = 30  # SIGTERM stops after the current batch; SageMaker's SIGKILL comes at 120 s
 
 
+# Lines the job itself prints, which the interruptions wait for.
+STARTED = re.compile(r"training job: \d+ training and \d+ validation images")
+WRITING = re.compile(r"training finished; evaluating the best epoch's weights")
+
+
 def start(base) -> subprocess.Popen:
     env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "algorithm", "train"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def epochs_printed(lines: list[str]) -> list[int]:
     return [int(e) for e, _ in EPOCH_LINE.findall("".join(lines))]
 
 
-def interrupt(proc: subprocess.Popen, lines_to_wait: int, delay: float) -> tuple[list[str], float]:
-    """Let `lines_to_wait` epoch lines appear, wait `delay` s, send SIGTERM; the run's output."""
-    lines = []
-    while len(epochs_printed(lines)) < lines_to_wait and (line := proc.stdout.readline()):
+def choose_point(rng, remaining: int, last: bool) -> tuple[str, int]:
+    """Where to interrupt, as an event the job reports, with work still to do after it.
+
+    ("start", 0): the job's first line (its data is open; model, trainer and epochs still ahead).
+    ("epoch", k): the k-th epoch line of this run, k < remaining (at least one more epoch ahead).
+    ("writing", 0): the line after the final epoch (evaluation and the model files still ahead).
+    """
+    if last:
+        return "writing", 0
+    return rng.choice([("start", 0)] + [("epoch", k) for k in range(1, remaining)])
+
+
+def reached(point: tuple[str, int], lines: list[str]) -> bool:
+    kind, k = point
+    if kind == "epoch":
+        return len(epochs_printed(lines)) >= k
+    return bool((STARTED if kind == "start" else WRITING).search(lines[-1])) if lines else False
+
+
+def interrupt(proc: subprocess.Popen, point: tuple[str, int]) -> tuple[list[str], float]:
+    """Read the job's output until it reports `point`, send SIGTERM at once; the run's output."""
+    lines: list[str] = []
+    while not reached(point, lines):
+        line = proc.stdout.readline()
+        assert line, f"the job ended before {point}: {''.join(lines)[-3000:]}"
         lines.append(line)
-    time.sleep(delay)
     sent = time.monotonic()
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
     lines += proc.stdout.readlines()
     proc.wait(timeout=120)
     return lines, time.monotonic() - sent
@@ -73,29 +102,24 @@ def test_three_random_sigterms_then_a_restart_train_every_epoch_exactly_once(tmp
     printed: list[int] = []
     outcomes = []
     for number in range(INTERRUPTIONS):
-        # 0 lines: the delay counts from the start (imports, data, model); 1: from an epoch's end;
-        # the last one lands just after the final epoch (checkpoint, evaluation, model writing).
-        if number < INTERRUPTIONS - 1:
-            lines_to_wait, delay = rng.choice([0, 1]), round(rng.uniform(0.2, 3.0), 2)
-        else:
-            lines_to_wait, delay = EPOCHS - len(printed), round(rng.uniform(0.0, 0.15), 2)
-        lines, stop_s = interrupt(start(base), lines_to_wait, delay)
+        point = choose_point(rng, EPOCHS - len(printed), last=number == INTERRUPTIONS - 1)
+        lines, stop_s = interrupt(start(base), point)
         printed += epochs_printed(lines)
-        proc_reason = (base / "output" / "failure").read_text() if (
-            base / "output" / "failure").exists() else ""
-        outcomes.append({"wait_lines": lines_to_wait, "delay_s": delay, "stop_s": round(stop_s, 2),
-                         "epochs_done": len(printed), "reason": proc_reason[:60]})
-        if "SIGTERM" not in proc_reason:  # the job finished before the signal: nothing to resume
-            break
+        failure = base / "output" / "failure"
+        reason = failure.read_text() if failure.exists() else ""
+        outcomes.append({"at": point, "stop_s": round(stop_s, 2), "epochs_done": len(printed),
+                         "reason": reason[:60]})
+        assert "SIGTERM" in reason, f"interruption {number + 1} at {point}: {''.join(lines)[-3000:]}"
         assert stop_s < STOP_LIMIT_S
         assert not (base / "model" / "model.json").exists()
         assert checkpoint_history(base) == printed  # the checkpoint holds exactly what ran
-        if "completed epoch" in proc_reason:  # stopped inside the training loop
-            assert f"after {len(printed)} completed epoch" in proc_reason
+        if "completed epoch" in reason:  # stopped inside the training loop
+            assert f"after {len(printed)} completed epoch" in reason
     print("interruptions:", json.dumps(outcomes))
+    assert len(printed) == EPOCHS  # the last interruption came after the final epoch
     final = start(base)
     lines = final.stdout.readlines()
-    assert final.wait(timeout=600) == 0
+    assert final.wait(timeout=600) == 0, "".join(lines)[-3000:]
     printed += epochs_printed(lines)
     assert printed == list(range(1, EPOCHS + 1)), printed  # none lost, none repeated
     rows = (base / "output" / "data" / "metrics.csv").read_text().strip().splitlines()[1:]
@@ -104,7 +128,6 @@ def test_three_random_sigterms_then_a_restart_train_every_epoch_exactly_once(tmp
     assert not (base / "output" / "failure").exists()
     assert json.loads((base / "model" / "evaluation.json").read_text())["evaluated_on"] == "validation"
     assert load_artifact(base / "model")[1].architecture == TINY_ARCHITECTURE
-    assert sum("SIGTERM" in o["reason"] for o in outcomes) == INTERRUPTIONS
 
 
 KILLS = 8

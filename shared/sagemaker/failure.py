@@ -29,8 +29,13 @@ class JobError(Exception):
     exit_code = 2
 
 
-class JobInterrupted(JobError):
-    """The job was told to stop (SIGTERM) and stopped cleanly; it can be resumed."""
+class JobInterrupted(BaseException):
+    """The job was told to stop (SIGTERM) and stopped cleanly; it can be resumed.
+
+    A BaseException, as KeyboardInterrupt is: the SIGTERM handler raises it wherever the job is,
+    and library code that catches `Exception` there (logging does, around every write) must not
+    swallow it.
+    """
 
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
 
@@ -55,6 +60,10 @@ def run_job(job: Callable[[], None], failure_file: Path) -> int:
     except KeyboardInterrupt:
         write_reason(failure_file, "the job was interrupted")
         return 130
+    except JobInterrupted as exc:
+        log.warning("job stopped: %s", exc)
+        write_reason(failure_file, str(exc))
+        return exc.exit_code
     except Exception as exc:  # every failure must reach SageMaker as a reason
         if isinstance(exc, JobError | ValueError | FileNotFoundError):
             reason = str(exc)
