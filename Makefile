@@ -103,10 +103,10 @@ hadolint: venv
 	$(VENV)/bin/hadolint images/*/Dockerfile
 
 # `make run-algorithm-train`: the image against a local /opt/ml-style folder (RUN_DIR, made from the
-# digits sample by images/local_run.py when missing), as SageMaker would start it.
+# digits sample by `python -m images.local_run` when missing), as SageMaker would start it.
 RUN_DIR ?= build/opt_ml
 $(foreach c,$(COMPONENTS),run-$(c)-train run-$(c)-serve): run-%: venv
-	$(PY) images/local_run.py --engine $(ENGINE) --prefix $(IMAGE_PREFIX) --tag $(TAG) \
+	$(PY) -m images.local_run --engine $(ENGINE) --prefix $(IMAGE_PREFIX) --tag $(TAG) \
 		--run-dir $(RUN_DIR) $(subst -, ,$*)
 
 # Container tests: podman set up as ../shared/DESIGN.md describes, the images built, run, pushed.

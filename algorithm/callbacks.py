@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from shared.atomic import remove_stale_temporaries, write_atomic
 from shared.sagemaker.stop import sigterm_received
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -48,14 +47,13 @@ class EpochMetrics(pl.Callback):
         self.write_csv()
 
     def write_csv(self) -> None:
-        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        fields = ["epoch", *EPOCH_METRICS, "lr"]
-        tmp = self.csv_path.with_name(f".{self.csv_path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.history)
-        os.replace(tmp, self.csv_path)
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=["epoch", *EPOCH_METRICS, "lr"])
+                writer.writeheader()
+                writer.writerows(self.history)
+
+        write_atomic(self.csv_path, write)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}
@@ -86,19 +84,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written beside their name and renamed: a kill mid-write never corrupts one."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save = super().save_checkpoint
+        write_atomic(Path(path), lambda tmp: save(checkpoint, tmp, storage_options))
 
 
 def remove_partial_checkpoints(folder: Path) -> list[Path]:
     """Half-written checkpoints a SIGKILL left behind; SageMaker would keep syncing them to S3."""
-    stale = sorted(Path(folder).glob(".*.ckpt.*.tmp")) if Path(folder).is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
+    return remove_stale_temporaries(folder, "*.ckpt")

@@ -17,11 +17,10 @@ from shared.data import ProcessedDataset
 class ShardDataset(Dataset):
     """(uint8 CHW image, label) pairs; `__getitems__` lets the loader fetch a batch in one call."""
 
-    def __init__(self, data: ProcessedDataset, augment: bool = False, seed: int = 0) -> None:
+    def __init__(self, data: ProcessedDataset, augment: bool = False) -> None:
         self.data = data
         self.labels = data.labels
         self.augment = augment
-        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.data)
@@ -52,9 +51,9 @@ def collate(batch):
 
 class ProcessedDataModule(pl.LightningDataModule):
     def __init__(self, train: ProcessedDataset, validation: ProcessedDataset, *, batch_size: int,
-                 num_workers: int, augment: bool, seed: int) -> None:
+                 num_workers: int, augment: bool) -> None:
         super().__init__()
-        self.train_data = ShardDataset(train, augment=augment, seed=seed)
+        self.train_data = ShardDataset(train, augment=augment)
         self.val_data = ShardDataset(validation)
         self.batch_size = batch_size
         self.num_workers = num_workers

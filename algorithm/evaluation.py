@@ -6,24 +6,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, fbeta_score, precision_recall_fscore_support
-from torch import nn
 
 from shared.data import ProcessedDataset
+from shared.models import ImageClassifier
+from shared.plotting import pyplot, save_figure
 
 
-@torch.no_grad()
-def predict(model: nn.Module, data: ProcessedDataset, batch_size: int = 256,
-            device: str = "cpu") -> np.ndarray:
-    """Class probabilities for every image; `model` takes uint8 NCHW batches."""
-    model.eval().to(device)
-    out = []
-    for start in range(0, len(data), batch_size):
-        images = torch.from_numpy(data.images(range(start, min(start + batch_size, len(data)))))
-        logits = model(images.permute(0, 3, 1, 2).to(device))
-        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0))
+def predict(classifier: ImageClassifier, data: ProcessedDataset, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities for every image of a processed data set, read a batch at a time."""
+    parts = [classifier.probabilities(data.images(range(start, min(start + batch_size, len(data)))),
+                                      batch_size)
+             for start in range(0, len(data), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, classifier.config.num_classes),
+                                                        np.float32)
 
 
 def _metric(value: float) -> dict[str, Any]:
@@ -64,16 +60,8 @@ def multiclass_report(labels: np.ndarray, predicted: np.ndarray,
     }
 
 
-def accuracy_of(report: dict[str, Any]) -> float:
-    return report["multiclass_classification_metrics"]["accuracy"]["value"]
-
-
 def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cm = report["multiclass_classification_metrics"]["confusion_matrix"]
     names = list(cm)
     matrix = np.array([[cm[a][p] for p in names] for a in names])
@@ -91,6 +79,4 @@ def plot_confusion_matrix(report: dict[str, Any], path: Path, title: str) -> Non
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
                     color="white" if matrix[i, j] > threshold else "black")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

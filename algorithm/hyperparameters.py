@@ -1,38 +1,58 @@
-"""The training job's hyperparameters, declared once (SageMaker passes them as strings)."""
+"""The training job's hyperparameters, declared once; SageMaker passes them all as strings.
 
-from shared.sagemaker import HyperparameterSpec, Param
+`algorithm train --help` lists them with type, default and range; the algorithm specification
+(`CreateAlgorithm`) and the tuner read the same declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.schema import check_defaults, fields_of, help_line, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULERS = ("none", "cosine", "step", "onecycle")
 PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 
-SPEC = HyperparameterSpec((
-    Param("model_name", str, "resnet18", "any timm architecture (timm.list_models())"),
-    Param("epochs", int, 10, "passes over the training data", min=1, max=10_000),
-    Param("batch_size", int, 64, "images per step on each process", min=1, max=65_536),
-    Param("optimizer", str, "adamw", "optimizer", choices=OPTIMIZERS),
-    Param("learning_rate", float, 1e-3, "peak learning rate", min=0.0, max=10.0),
-    Param("weight_decay", float, 1e-4, "L2 / decoupled weight decay", min=0.0, max=1.0),
-    Param("momentum", float, 0.9, "momentum for sgd and rmsprop", min=0.0, max=1.0),
-    Param("lr_scheduler", str, "cosine", "learning-rate schedule", choices=SCHEDULERS),
-    Param("label_smoothing", float, 0.0, "cross-entropy label smoothing", min=0.0, max=0.5),
-    Param("early_stopping_patience", int, 0, "epochs without val_loss improvement before"
-          " stopping; 0 disables", min=0),
-    Param("seed", int, 42, "seed for weights, shuffling and augmentation", min=0),
-    Param("num_workers", int, -1, "data loader processes; -1 picks (0 on CPU, up to 8 on GPU)",
-          min=-1, max=64),
-    Param("precision", str, "auto", "numeric precision; auto is bf16/16-mixed on GPU, 32 on CPU",
-          choices=PRECISIONS),
-    Param("pretrained_weights", str, None, "path to a local .safetensors file for the backbone",
-          optional=True),
-    Param("freeze_backbone_epochs", int, 0, "train only the classifier for this many first epochs",
-          min=0),
-    Param("accuracy_threshold", float, None, "evaluation.json records passed=false below this",
-          min=0.0, max=1.0, optional=True),
-    Param("online_augmentation", bool, False, "random flips/affine while training (processing"
-          " already augments offline)"),
-    Param("reinitialize_head", bool, False, "allow a warm-start model with other classes: keep"
-          " its backbone, start a new classifier"),
-    Param("processes_per_host", int, 0, "training processes per host; 0 is one per GPU (or 1 on"
-          " CPU); more than 1 uses DDP", min=0, max=64),
-))
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    model_name: str = setting("resnet18", help="any timm architecture (timm.list_models())",
+                              min_length=1)
+    epochs: int = setting(10, help="passes over the training data", min=1, max=10_000)
+    batch_size: int = setting(64, help="images per step on each process", min=1, max=65_536)
+    optimizer: str = setting("adamw", help="optimizer", choices=OPTIMIZERS)
+    learning_rate: float = setting(1e-3, help="peak learning rate", min=0.0, max=10.0)
+    weight_decay: float = setting(1e-4, help="L2 / decoupled weight decay", min=0.0, max=1.0)
+    momentum: float = setting(0.9, help="momentum for sgd and rmsprop", min=0.0, max=1.0)
+    lr_scheduler: str = setting("cosine", help="learning-rate schedule", choices=SCHEDULERS)
+    label_smoothing: float = setting(0.0, help="cross-entropy label smoothing", min=0.0, max=0.5)
+    early_stopping_patience: int = setting(0, help="epochs without val_loss improvement before"
+                                                   " stopping; 0 disables", min=0)
+    seed: int = setting(42, help="seed for weights, shuffling and augmentation", min=0)
+    num_workers: int = setting(-1, help="data loader processes; -1 picks (0 on CPU, up to 8 on GPU)",
+                               min=-1, max=64)
+    precision: str = setting("auto", help="numeric precision; auto is bf16/16-mixed on GPU, 32 on"
+                                          " CPU", choices=PRECISIONS)
+    pretrained_weights: str | None = setting(None, help="path to a local .safetensors file for the"
+                                                        " backbone")
+    freeze_backbone_epochs: int = setting(0, help="train only the classifier for this many first"
+                                                  " epochs", min=0)
+    accuracy_threshold: float | None = setting(None, help="evaluation.json records passed=false"
+                                                          " below this", min=0.0, max=1.0)
+    online_augmentation: bool = setting(False, help="random shifts and rotations while training"
+                                                    " (processing already augments offline)")
+    reinitialize_head: bool = setting(False, help="allow a warm-start model with other classes:"
+                                                  " keep its backbone, start a new classifier")
+    processes_per_host: int = setting(0, help="training processes per host; 0 is one per GPU (or"
+                                              " 1 on CPU); more than 1 uses DDP", min=0, max=64)
+
+
+check_defaults(Hyperparameters)
+
+
+def hyperparameters_help() -> str:
+    """The block `algorithm train --help` ends with: every hyperparameter, one per line."""
+    lines = ["hyperparameters (input/config/hyperparameters.json; every value a string):"]
+    lines += [f"  {field.name}: {help_line(field, tp)}" for field, tp in fields_of(Hyperparameters)]
+    return "\n".join(lines)

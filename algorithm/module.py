@@ -1,30 +1,28 @@
-"""The LightningModule: a timm classifier, its loss, optimiser and schedule, and its metrics."""
+"""The LightningModule: the suite's `ImageClassifier`, its loss, optimiser, schedule and metrics."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from shared.models import Normalise, classifier_module
+from algorithm.hyperparameters import Hyperparameters
+from shared.models import ImageClassifier, classifier_module
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self, model: nn.Module, num_classes: int, mean: list[float], std: list[float],
-                 hp: dict[str, Any]) -> None:
+    def __init__(self, classifier: ImageClassifier, hp: Hyperparameters) -> None:
         super().__init__()
-        self.model = model
-        self.normalise = Normalise(mean, std)
+        self.classifier = classifier
         self.hp = hp
-        self.loss = nn.CrossEntropyLoss(label_smoothing=hp["label_smoothing"])
+        num_classes = classifier.config.num_classes
+        self.loss = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
         self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalise(images))
+        return self.classifier(images)
 
     def training_step(self, batch, batch_idx):
         images, labels = batch
@@ -43,25 +41,26 @@ class Classifier(pl.LightningModule):
         self.log("val_accuracy", self.val_accuracy, on_epoch=True)
 
     def set_backbone_trainable(self, trainable: bool) -> None:
-        head = {id(p) for p in classifier_module(self.model).parameters()}
-        for parameter in self.model.parameters():
+        network = self.classifier.network
+        head = {id(p) for p in classifier_module(network).parameters()}
+        for parameter in network.parameters():
             if id(parameter) not in head:
                 parameter.requires_grad_(trainable)
 
     def configure_optimizers(self):
         hp = self.hp
-        params = self.model.parameters()
-        lr, wd = hp["learning_rate"], hp["weight_decay"]
+        params = self.classifier.network.parameters()
+        lr, wd = hp.learning_rate, hp.weight_decay
         optimizer = {
             "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd),
             "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
             "sgd": lambda: torch.optim.SGD(params, lr=lr, weight_decay=wd,
-                                           momentum=hp["momentum"], nesterov=hp["momentum"] > 0),
+                                           momentum=hp.momentum, nesterov=hp.momentum > 0),
             "rmsprop": lambda: torch.optim.RMSprop(params, lr=lr, weight_decay=wd,
-                                                   momentum=hp["momentum"]),
-        }[hp["optimizer"]]()
-        epochs = hp["epochs"]
-        schedule = hp["lr_scheduler"]
+                                                   momentum=hp.momentum),
+        }[hp.optimizer]()
+        epochs = hp.epochs
+        schedule = hp.lr_scheduler
         if schedule == "none":
             return optimizer
         if schedule == "onecycle":

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from typing import Any
+from dataclasses import asdict, dataclass, replace
 
 import pytorch_lightning as pl
 import torch
@@ -27,17 +27,14 @@ from algorithm.callbacks import (
     remove_partial_checkpoints,
 )
 from algorithm.data import ProcessedDataModule
-from algorithm.evaluation import accuracy_of, multiclass_report, plot_confusion_matrix, predict
-from algorithm.hyperparameters import SPEC
+from algorithm.evaluation import multiclass_report, plot_confusion_matrix, predict
+from algorithm.hyperparameters import Hyperparameters
 from algorithm.module import Classifier
-from shared.data import DatasetFormatError, ProcessedDataset, write_json_atomic
-from shared.models import (
-    ModelConfig,
-    create_model,
-    load_artifact,
-    normalisation,
-    save_artifact,
-)
+from shared.atomic import write_json_atomic
+from shared.choices import RESIZE_POLICIES
+from shared.data import DatasetFormatError, ProcessedDataset
+from shared.evaluation import accuracy_of
+from shared.models import ImageClassifier, load_artifact, load_matching, save_artifact
 from shared.sagemaker import JobError, JobInterrupted, TrainingContext, load_training_context
 from shared.sagemaker.stop import sigterm_deferred
 
@@ -77,44 +74,63 @@ def check_classes(channels: dict[str, ProcessedDataset]) -> list[str]:
     return list(reference)
 
 
-def build_model(ctx: TrainingContext, hp: dict[str, Any],
-                classes: list[str]) -> tuple[torch.nn.Module, str]:
-    """The model to train and its architecture name: new, or warm-started from the model channel."""
+def resize_policy(train: ProcessedDataset) -> str:
+    """How processing fitted the images to the square; the model must be fed the same way."""
+    policy = train.report().get("resize_policy", "crop")  # written by processing train
+    if policy not in RESIZE_POLICIES:
+        raise JobError(f"the train channel's report names resize policy {policy!r}, not one of"
+                       f" {', '.join(RESIZE_POLICIES)}")
+    return policy
+
+
+def build_model(ctx: TrainingContext, hp: Hyperparameters, classes: list[str], image_size: int,
+                policy: str) -> ImageClassifier:
+    """The classifier to train: new, or warm-started from the model channel."""
     warm = ctx.channel("model")
     if warm is None or not warm.exists():
-        model = create_model(hp["model_name"], len(classes),
-                             pretrained_weights=hp["pretrained_weights"])
-        return model, hp["model_name"]
-    previous, config = load_artifact(warm)
-    if config.architecture != hp["model_name"]:
+        return ImageClassifier.create(hp.model_name, classes, image_size, resize_policy=policy,
+                                      pretrained_weights=hp.pretrained_weights)
+    previous = load_artifact(warm)
+    config = previous.config
+    if config.architecture != hp.model_name:
         log.warning("warm start: using the model's architecture %s (model_name %s ignored)",
-                    config.architecture, hp["model_name"])
+                    config.architecture, hp.model_name)
     if config.class_names == classes:
         log.info("warm start from %s (%s)", warm, config.architecture)
-        return previous, config.architecture
-    if not hp["reinitialize_head"]:
+        return ImageClassifier(previous.network, replace(config, input_size=image_size,
+                                                         resize_policy=policy, extra={}))
+    if not hp.reinitialize_head:
         raise JobError(f"the warm-start model was trained on classes {config.class_names}, the data"
                        f" has {classes}; set reinitialize_head=true to keep its backbone and train"
                        " a new classifier")
-    model = create_model(config.architecture, len(classes))
-    own = model.state_dict()
-    backbone = {k: v for k, v in previous.state_dict().items()
-                if k in own and own[k].shape == v.shape}
-    model.load_state_dict(backbone, strict=False)
+    model = ImageClassifier.create(config.architecture, classes, image_size, resize_policy=policy)
+    load_matching(model.network, previous.network.state_dict(), str(warm))
     log.info("warm start: backbone from %s, new %d-class head", warm, len(classes))
-    return model, config.architecture
+    return model
 
 
-def hardware(ctx: TrainingContext, hp: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Hardware:
+    """What Lightning is told to run on."""
+
+    accelerator: str
+    devices: int
+    num_nodes: int
+    strategy: str
+    precision: str
+    num_workers: int
+
+
+def hardware(ctx: TrainingContext, hp: Hyperparameters) -> Hardware:
     gpus = torch.cuda.device_count()
-    devices = hp["processes_per_host"] or max(1, gpus)
+    devices = hp.processes_per_host or max(1, gpus)
     nodes = len(ctx.hosts)
     if nodes > 1:
         # Lightning's default cluster environment reads these; SageMaker hosts resolve by name.
-        os.environ.setdefault("MASTER_ADDR", ctx.master_host)
+        os.environ.setdefault("MASTER_ADDR", ctx.first_host)
         os.environ.setdefault("MASTER_PORT", DDP_PORT)
-        os.environ.setdefault("NODE_RANK", str(ctx.host_rank))
-    precision = hp["precision"]
+        os.environ.setdefault("NODE_RANK", str(ctx.host_index))
+    precision = hp.precision
     if precision == "auto":
         precision = ("bf16-mixed" if gpus and torch.cuda.is_bf16_supported() else
                      "16-mixed" if gpus else "32-true")
@@ -122,24 +138,18 @@ def hardware(ctx: TrainingContext, hp: dict[str, Any]) -> dict[str, Any]:
         precision = "32-true"
     if not gpus and precision == "16-mixed":
         raise JobError("precision=16-mixed needs a GPU; use 32 or bf16-mixed on CPU")
-    workers = hp["num_workers"]
+    workers = hp.num_workers
     if workers < 0:
         workers = min(8, max(0, ctx.num_cpus // devices - 1)) if gpus else 0
     if not gpus:  # keep processes from oversubscribing the cores
         torch.set_num_threads(max(1, ctx.num_cpus // devices))
-    return {
-        "accelerator": "gpu" if gpus else "cpu",
-        "devices": devices,
-        "num_nodes": nodes,
-        "strategy": "ddp" if devices * nodes > 1 else "auto",
-        "precision": precision,
-        "num_workers": workers,
-    }
+    return Hardware("gpu" if gpus else "cpu", devices, nodes, "ddp" if devices * nodes > 1 else "auto",
+                    precision, workers)
 
 
 def run() -> None:
-    ctx = load_training_context(SPEC)
-    hp = ctx.hyperparameters
+    ctx = load_training_context(Hyperparameters)
+    hp: Hyperparameters = ctx.hyperparameters
     channels = {"train": open_channel(ctx, "train", True),
                 "validation": open_channel(ctx, "validation", True)}
     test = open_channel(ctx, "test", False)
@@ -150,28 +160,27 @@ def run() -> None:
     log.info("training job: %d training and %d validation images, %d classes, %dx%d pixels",
              len(channels["train"]), len(channels["validation"]), len(classes), image_size,
              image_size)
-    pl.seed_everything(hp["seed"], workers=True, verbose=False)
-    model, architecture = build_model(ctx, hp, classes)
-    mean, std = normalisation(model)
-    module = Classifier(model, len(classes), mean, std, hp)
+    pl.seed_everything(hp.seed, workers=True, verbose=False)
+    classifier = build_model(ctx, hp, classes, image_size, resize_policy(channels["train"]))
+    module = Classifier(classifier, hp)
     hw = hardware(ctx, hp)
     data = ProcessedDataModule(channels["train"], channels["validation"],
-                               batch_size=hp["batch_size"], num_workers=hw["num_workers"],
-                               augment=hp["online_augmentation"], seed=hp["seed"])
+                               batch_size=hp.batch_size, num_workers=hw.num_workers,
+                               augment=hp.online_augmentation)
     paths = ctx.paths
     checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best",
                                  monitor="val_accuracy", mode="max", save_top_k=1,
                                  save_last=True, enable_version_counter=False)
     epoch_metrics = EpochMetrics(paths.output_data / "metrics.csv")
     callbacks: list[pl.Callback] = [checkpoint, epoch_metrics, StopIfSigtermCameEarly()]
-    if hp["freeze_backbone_epochs"]:
-        callbacks.append(FreezeBackbone(hp["freeze_backbone_epochs"]))
-    if hp["early_stopping_patience"]:
-        callbacks.append(EarlyStopping("val_loss", patience=hp["early_stopping_patience"]))
+    if hp.freeze_backbone_epochs:
+        callbacks.append(FreezeBackbone(hp.freeze_backbone_epochs))
+    if hp.early_stopping_patience:
+        callbacks.append(EarlyStopping("val_loss", patience=hp.early_stopping_patience))
     trainer = pl.Trainer(
-        max_epochs=hp["epochs"],
-        accelerator=hw["accelerator"], devices=hw["devices"], num_nodes=hw["num_nodes"],
-        strategy=hw["strategy"], precision=hw["precision"],
+        max_epochs=hp.epochs,
+        accelerator=hw.accelerator, devices=hw.devices, num_nodes=hw.num_nodes,
+        strategy=hw.strategy, precision=hw.precision,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()],
         logger=TensorBoardLogger(paths.output / "tensorboard", name="", version=""),
         default_root_dir=paths.checkpoints,
@@ -194,9 +203,7 @@ def run() -> None:
             ) from None
     if not trainer.is_global_zero:
         return  # only rank 0 writes outputs
-    config = ModelConfig(architecture=architecture, class_names=classes, input_size=image_size,
-                         mean=mean, std=std, extra={"hyperparameters": hp})
-    write_outputs(ctx, hp, module, checkpoint, config, channels)
+    write_outputs(ctx, hp, module, checkpoint, channels)
 
 
 def best_weights(module: Classifier, checkpoint: ModelCheckpoint) -> None:
@@ -207,26 +214,24 @@ def best_weights(module: Classifier, checkpoint: ModelCheckpoint) -> None:
     module.load_state_dict(state["state_dict"])
 
 
-def write_outputs(ctx: TrainingContext, hp: dict[str, Any], module: Classifier,
-                  checkpoint: ModelCheckpoint, config: ModelConfig,
-                  channels: dict[str, ProcessedDataset]) -> None:
+def write_outputs(ctx: TrainingContext, hp: Hyperparameters, module: Classifier,
+                  checkpoint: ModelCheckpoint, channels: dict[str, ProcessedDataset]) -> None:
     """Evaluate the best epoch's weights, then publish: reports first, the model last.
 
     model.json is the last file written (see `save_artifact`), so a job stopped anywhere in here
     leaves no model.json and a rerun (which resumes from the final checkpoint) writes it all again.
     """
-    classes = config.class_names
     paths = ctx.paths
     split = "test" if "test" in channels else "validation"
     data = channels[split]
     log.info("training finished; evaluating the best epoch's weights on %s (%d images) and"
              " writing the model", split, len(data))
     best_weights(module, checkpoint)
-    module = module.cpu().float().eval()
-    probabilities = predict(module, data, batch_size=max(hp["batch_size"], 256))
-    report = multiclass_report(data.labels, probabilities.argmax(1), classes)
+    classifier = module.classifier.cpu().float().eval()
+    probabilities = predict(classifier, data, batch_size=max(hp.batch_size, 256))
+    report = multiclass_report(data.labels, probabilities.argmax(1), classifier.config.class_names)
     accuracy = accuracy_of(report)
-    threshold = hp["accuracy_threshold"]
+    threshold = hp.accuracy_threshold
     report.update({
         "evaluated_on": split,
         "images": len(data),
@@ -234,12 +239,12 @@ def write_outputs(ctx: TrainingContext, hp: dict[str, Any], module: Classifier,
         "passed": True if threshold is None else bool(accuracy >= threshold),
         "best_epoch_val_accuracy": float(checkpoint.best_model_score or 0.0),
     })
-    config.extra["evaluation"] = {"split": split, "accuracy": accuracy}
     write_json_atomic(paths.output_data / "evaluation.json", report)
     plot_confusion_matrix(report, paths.output_data / "confusion_matrix.png",
                           f"{split} accuracy {accuracy:.3f}")
     write_json_atomic(paths.model / "evaluation.json", report)
-    save_artifact(module.model, config, paths.model)
+    save_artifact(classifier, paths.model, extra={
+        "hyperparameters": asdict(hp), "evaluation": {"split": split, "accuracy": accuracy}})
     log.info("%s accuracy %.4f%s; model written to %s", split, accuracy,
              "" if threshold is None else f" (threshold {threshold}: "
              f"{'passed' if report['passed'] else 'NOT passed'})", paths.model)

@@ -10,23 +10,21 @@ that picked the targets (made once, outside both timings). Both sides run in the
 interleaved, best of --repeats each (the machine may be shared).
 Target (explainability issue): IG at most 1.25x the bound's seconds per image, with completeness
 holding for every image.
-Run: .venv/bin/python bench/attribution.py [--images 40] [--image-size 32] [--model PATH]
+Run: .venv/bin/python -m bench.attribution [--images 40] [--image-size 32] [--model PATH]
      [--device cpu|cuda] [--quick]
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Comparison, count_flops, finish, parser  # noqa: E402
-from shared.attribution import Explainer, IGSettings, default_device, make_baselines  # noqa: E402
-from shared.models import ModelConfig, create_model, load_artifact, normalisation  # noqa: E402
+from bench.common import Comparison, count_flops, finish, parser
+from shared.attribution import Explainer, IGSettings, make_baselines
+from shared.models import ImageClassifier, default_device, load_artifact
 
 N_STEPS = 50
 BOUND_BATCHES = (100, 250, 500, 1000, 2000)
@@ -68,13 +66,11 @@ def ig_seconds(explainer: Explainer, images: np.ndarray, targets: np.ndarray,
     return time.perf_counter() - start, result
 
 
-def load_model(model_path: Path | None, image_size: int) -> tuple[torch.nn.Module, ModelConfig]:
+def load_model(model_path: Path | None, image_size: int) -> ImageClassifier:
     if model_path:
         return load_artifact(model_path)
     torch.manual_seed(0)
-    model = create_model("resnet10t", 10).eval()
-    mean, std = normalisation(model)
-    return model, ModelConfig("resnet10t", [str(d) for d in range(10)], image_size, mean, std)
+    return ImageClassifier.create("resnet10t", [str(d) for d in range(10)], image_size).eval()
 
 
 def flops_per_image(explainer: Explainer, points: torch.Tensor, targets: torch.Tensor) -> float:
@@ -87,8 +83,9 @@ def flops_per_image(explainer: Explainer, points: torch.Tensor, targets: torch.T
 
 def measure(images: int | None, image_size: int, model_path: Path | None, repeats: int,
             device: torch.device) -> list[Comparison]:
-    model, config = load_model(model_path, image_size)
-    explainer = Explainer(model, config, IGSettings(n_steps=N_STEPS), device=device)
+    explainer = Explainer(load_model(model_path, image_size), IGSettings(n_steps=N_STEPS),
+                          device=device)
+    config = explainer.config
     n = images or (400 if explainer.device.type == "cuda" else 40)
     size = config.input_size
     rng = np.random.default_rng(0)

@@ -9,23 +9,20 @@ Target (issue): at 2,000 images the test takes at most as long as featurising (r
 the same p-values as alibi-detect within permutation noise. Shown two ways: ours replaying
 alibi-detect's own seeded permutations (must be equal), and ours over 10 permutation seeds (the
 spread any 100-permutation p-value has). Other sizes are shown without a target.
-Run: .venv/bin/python bench/drift.py [--sizes 500 2000 8000] [--alibi-max 2000] [--quick]
+Run: .venv/bin/python -m bench.drift [--sizes 500 2000 8000] [--alibi-max 2000] [--quick]
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Comparison, finish, parser  # noqa: E402
-from shared.drift import alibi, permutation_test, untrained_encoder  # noqa: E402
-from shared.drift.mmd import splits_from_orders  # noqa: E402
-from shared.sample_data import digits_images  # noqa: E402
+from bench.common import Comparison, finish, parser
+from shared.drift import alibi, permutation_test, untrained_encoder
+from shared.drift.mmd import splits_from_orders
+from shared.sample_data import digits_images
 
 PERMUTATIONS = 100
 

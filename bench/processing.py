@@ -1,7 +1,7 @@
 """Processing serve mode: images per second with one worker versus all workers, side by side.
 
 Target (issue 3): all workers on 2 cores at least 1.7x one worker.
-Run: .venv/bin/python bench/processing.py [--images 3000] [--rounds 3] [--quick]
+Run: .venv/bin/python -m bench.processing [--images 3000] [--rounds 3] [--quick]
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import Comparison, finish, parser  # noqa: E402
+from bench.common import Comparison, finish, parser
 
 ROOT = Path(__file__).resolve().parent.parent
 

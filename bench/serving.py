@@ -5,7 +5,7 @@ application/x-npy over a keep-alive connection, against Predictor.predict on the
 this process with the same thread count and device, alternating for a few rounds, each side's best
 counting. Also one-image-per-request image/png throughput.
 Target (issue 5): HTTP batch path at least 0.9x in-process.
-Run: .venv/bin/python bench/serving.py [--batches 30] [--rounds 5] [--device cpu|cuda] [--quick]
+Run: .venv/bin/python -m bench.serving [--batches 30] [--rounds 5] [--device cpu|cuda] [--quick]
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import io
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,11 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from algorithm.serve.predictor import Predictor  # noqa: E402
-from bench.common import Comparison, count_flops, finish, parser  # noqa: E402
-from pipelines.server import running_server  # noqa: E402
-from shared.models import ModelConfig, create_model, normalisation, save_artifact  # noqa: E402
+from algorithm.serve.predictor import Predictor
+from bench.common import Comparison, count_flops, finish, parser
+from pipelines.server import running_server
+from shared.models import ImageClassifier, save_artifact
 
 ARCH, SIZE, BATCH = "resnet10t", 64, 64
 
@@ -59,10 +57,7 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
     server_env = {} if device.type == "cuda" else {"CUDA_VISIBLE_DEVICES": ""}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        model = create_model(ARCH, 10)
-        mean, std = normalisation(model)
-        save_artifact(model, ModelConfig(ARCH, [str(i) for i in range(10)], SIZE, mean, std),
-                      base / "model")
+        save_artifact(ImageClassifier.create(ARCH, [str(i) for i in range(10)], SIZE), base / "model")
         predictor = Predictor(base / "model")
         predictor.device = device
         predictor.load_now()

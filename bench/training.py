@@ -4,13 +4,12 @@ Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shard
 size, optimiser and threads; each round trains a few epochs per side and times all but the first
 (a warm-up), the sides alternate for a few rounds and each keeps its best epoch.
 Target (issue 4): the Lightning path at least 0.9x the plain loop.
-Run: .venv/bin/python bench/training.py [--data-copies 2] [--rounds 2] [--epochs 3] [--device cpu|cuda]
+Run: .venv/bin/python -m bench.training [--data-copies 2] [--rounds 2] [--epochs 3] [--device cpu|cuda]
      [--quick]
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,14 +17,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from algorithm.data import ProcessedDataModule, ShardDataset, collate  # noqa: E402
-from algorithm.hyperparameters import SPEC  # noqa: E402
-from algorithm.module import Classifier  # noqa: E402
-from bench.common import Comparison, count_flops, finish, parser  # noqa: E402
-from shared.data import DatasetWriter, ProcessedDataset  # noqa: E402
-from shared.models import create_model, normalisation  # noqa: E402
-from shared.sample_data import digits_images  # noqa: E402
+from algorithm.data import ProcessedDataModule, ShardDataset, collate
+from algorithm.hyperparameters import Hyperparameters
+from algorithm.module import Classifier
+from bench.common import Comparison, count_flops, finish, parser
+from shared.data import DatasetWriter, ProcessedDataset
+from shared.models import ImageClassifier
+from shared.sample_data import digits_images
 
 ARCH, BATCH = "resnet10t", 64
 
@@ -45,11 +43,9 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def new_module(hp: dict, device: torch.device) -> Classifier:
+def new_module(hp: Hyperparameters, device: torch.device) -> Classifier:
     torch.manual_seed(0)
-    model = create_model(ARCH, 10)
-    mean, std = normalisation(model)
-    return Classifier(model, 10, mean, std, hp).to(device)
+    return Classifier(ImageClassifier.create(ARCH, [str(d) for d in range(10)], 32), hp).to(device)
 
 
 class EpochTimer(pl.Callback):
@@ -66,10 +62,10 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
-def lightning_epoch_seconds(data: ProcessedDataset, hp: dict, device: torch.device,
+def lightning_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torch.device,
                             epochs: int) -> float:
     module = new_module(hp, torch.device("cpu"))  # Lightning moves it, as in the job
-    dm = ProcessedDataModule(data, data, batch_size=BATCH, num_workers=0, augment=False, seed=0)
+    dm = ProcessedDataModule(data, data, batch_size=BATCH, num_workers=0, augment=False)
     timer = EpochTimer(device)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu",
                          devices=1, logger=False, enable_checkpointing=False,
@@ -79,10 +75,11 @@ def lightning_epoch_seconds(data: ProcessedDataset, hp: dict, device: torch.devi
     return min(timer.times[1:])
 
 
-def plain_epoch_seconds(data: ProcessedDataset, hp: dict, device: torch.device, epochs: int) -> float:
+def plain_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torch.device,
+                        epochs: int) -> float:
     module = new_module(hp, device)  # same forward (normalise + model) and loss
-    optimizer = torch.optim.AdamW(module.model.parameters(), lr=hp["learning_rate"],
-                                  weight_decay=hp["weight_decay"])
+    optimizer = torch.optim.AdamW(module.classifier.network.parameters(), lr=hp.learning_rate,
+                                  weight_decay=hp.weight_decay)
     loader = torch.utils.data.DataLoader(ShardDataset(data), batch_size=BATCH, shuffle=True,
                                          collate_fn=collate, pin_memory=device.type == "cuda")
     times = []
@@ -101,7 +98,7 @@ def plain_epoch_seconds(data: ProcessedDataset, hp: dict, device: torch.device, 
     return min(times[1:])
 
 
-def flops_per_image(data: ProcessedDataset, hp: dict, device: torch.device) -> float:
+def flops_per_image(data: ProcessedDataset, hp: Hyperparameters, device: torch.device) -> float:
     """Forward and backward (input and weight gradients) of one training batch, per image."""
     module = new_module(hp, device).train()
     images, labels = collate(ShardDataset(data).__getitems__(list(range(BATCH))))
@@ -110,7 +107,7 @@ def flops_per_image(data: ProcessedDataset, hp: dict, device: torch.device) -> f
 
 
 def measure(copies: int, rounds: int, epochs: int, device: torch.device) -> list[Comparison]:
-    hp = SPEC.parse({"lr_scheduler": "none"})
+    hp = Hyperparameters(lr_scheduler="none")
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "train", copies)
         # Alternate the sides and keep each one's best round: load from other processes on a

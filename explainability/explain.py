@@ -29,27 +29,80 @@ log = logging.getLogger(__name__)
 BLOCKS_PER_LOG = 10
 
 
+@dataclass(frozen=True)
+class Completeness:
+    """How well one row's attributions add up to the change of the explained logit."""
+
+    delta: float
+    relative_error: float
+    completeness_ok: bool
+    output: float
+    baseline_output: float
+
+    @classmethod
+    def of(cls, a: Attributions, row: int) -> Completeness:
+        return cls(float(a.delta[row]), float(a.relative_error[row]), bool(a.completeness_ok[row]),
+                   float(a.output[row]), float(a.baseline_output[row]))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class TrueClass:
+    """A misclassified image's attributions for its true class ("why not the right answer?")."""
+
+    key: str
+    probability: float
+    check: Completeness
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "probability": self.probability, **self.check.to_json()}
+
+
+@dataclass
+class ImageExplanation:
+    """One image's line in summary.json."""
+
+    id: str
+    key: str
+    prediction: str
+    probability: float
+    check: Completeness
+    label: str | None = None  # None: unlabelled
+    true_class: TrueClass | None = None
+    overlay: str | None = None  # its heatmap PNG, when the gallery drew it
+
+    @property
+    def correct(self) -> bool | None:
+        return None if self.label is None else self.label == self.prediction
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "key": self.key}
+        if self.label is not None:
+            data["label"] = self.label
+        data.update(prediction=self.prediction, probability=self.probability)
+        if self.label is not None:
+            data["correct"] = self.correct
+        data.update(self.check.to_json())
+        if self.true_class is not None:
+            data["true_class"] = self.true_class.to_json()
+        if self.overlay is not None:
+            data["overlay"] = self.overlay
+        return data
+
+
 @dataclass
 class Explained:
-    """What the loop produced: one summary record per image, and class means when asked for."""
+    """What the loop produced: one record per image, and class means when asked for."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[ImageExplanation] = field(default_factory=list)
     class_means: ClassMeanMaps | None = None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _check(a: Attributions, row: int) -> dict[str, Any]:
-    return {
-        "delta": float(a.delta[row]),
-        "relative_error": float(a.relative_error[row]),
-        "completeness_ok": bool(a.completeness_ok[row]),
-        "output": float(a.output[row]),
-        "baseline_output": float(a.baseline_output[row]),
-    }
 
 
 def explain_images(explainer: Explainer, inputs: Inputs, indices: np.ndarray, store: NpzWriter,
@@ -75,31 +128,25 @@ def explain_images(explainer: Explainer, inputs: Inputs, indices: np.ndarray, st
         targets = np.concatenate([predicted, labels[wrong]])
         a = explainer.attribute(images[rows], targets, idx[rows], logits[rows])
         for j, i in enumerate(idx):
-            image_id = data.records[i]["id"]
-            record: dict[str, Any] = {"id": image_id, "key": attribution_key(image_id)}
-            if labels[j] >= 0:
-                record["label"] = names[labels[j]]
-            record["prediction"] = names[predicted[j]]
-            record["probability"] = float(probabilities[j, predicted[j]])
-            if labels[j] >= 0:
-                record["correct"] = bool(labels[j] == predicted[j])
-            record.update(_check(a, j))
-            store.add(record["key"], a.values[j])
+            image_id = data.records[i].id
+            record = ImageExplanation(image_id, attribution_key(image_id), names[predicted[j]],
+                                      float(probabilities[j, predicted[j]]), Completeness.of(a, j),
+                                      names[labels[j]] if labels[j] >= 0 else None)
+            store.add(record.key, a.values[j])
             if class_means is not None and labels[j] in (-1, predicted[j]):
                 class_means.add(int(predicted[j]), a.values[j], images[j])
             result.records.append(record)
         for k, j in enumerate(wrong):
             row = len(idx) + k
             record = result.records[start + j]
-            true_key = attribution_key(record["id"], true_class=True)
-            store.add(true_key, a.values[row])
-            record["true_class"] = {"key": true_key, "probability":
-                                    float(probabilities[j, labels[j]]), **_check(a, row)}
+            record.true_class = TrueClass(attribution_key(record.id, true_class=True),
+                                          float(probabilities[j, labels[j]]), Completeness.of(a, row))
+            store.add(record.true_class.key, a.values[row])
         if number % BLOCKS_PER_LOG == 0 or start + block >= len(indices):
             done = min(start + block, len(indices))
             seconds = time.monotonic() - started
             log.info("explained %d/%d images (%.3f s/image)", done, len(indices), seconds / done)
-    failed = [r["id"] for r in result.records if not r["completeness_ok"]]
+    failed = [r.id for r in result.records if not r.check.completeness_ok]
     if failed:
         log.warning("%d images miss completeness by more than %.0f%% (e.g. %s): raise --n-steps",
                     len(failed), 100 * COMPLETENESS_TOLERANCE, failed[0])

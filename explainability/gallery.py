@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import html
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from explainability.explain import ImageExplanation
 from shared.attribution import save_heatmap
 from shared.data import ProcessedDataset
 
@@ -21,14 +23,14 @@ OVERLAYS = "overlays"
 CLASS_MEANS = "class_means"
 
 
-def pick_gallery(records: list[dict[str, Any]], size: int) -> list[int]:
+def pick_gallery(records: list[ImageExplanation], size: int) -> list[int]:
     """Record positions to draw: misclassified first, then a spread over predicted classes."""
-    wrong = sorted((i for i, r in enumerate(records) if r.get("correct") is False),
-                   key=lambda i: -records[i]["probability"])
+    wrong = sorted((i for i, r in enumerate(records) if r.correct is False),
+                   key=lambda i: -records[i].probability)
     by_class: dict[str, list[int]] = defaultdict(list)
-    for i in sorted((i for i, r in enumerate(records) if r.get("correct") is not False),
-                    key=lambda i: records[i]["probability"]):
-        by_class[records[i]["prediction"]].append(i)
+    for i in sorted((i for i, r in enumerate(records) if r.correct is not False),
+                    key=lambda i: records[i].probability):
+        by_class[records[i].prediction].append(i)
     spread: list[int] = []
     queues = [by_class[c] for c in sorted(by_class)]
     while any(queues):
@@ -36,40 +38,43 @@ def pick_gallery(records: list[dict[str, Any]], size: int) -> list[int]:
     return (wrong + spread)[:size]
 
 
-def caption(record: dict[str, Any]) -> str:
-    label = f"label {record['label']}, " if "label" in record else ""
-    return (f"{record['id']}: {label}predicted {record['prediction']}"
-            f" ({record['probability']:.1%}), delta {record['delta']:+.3g}")
+def caption(record: ImageExplanation) -> str:
+    label = f"label {record.label}, " if record.label is not None else ""
+    return (f"{record.id}: {label}predicted {record.prediction}"
+            f" ({record.probability:.1%}), delta {record.check.delta:+.3g}")
 
 
-def draw_overlays(folder: Path, prefix: str, records: list[dict[str, Any]], chosen: list[int],
-                  data: ProcessedDataset, positions: dict[str, int], attributions: Path) -> None:
-    """Write one PNG per chosen record and note its file name in the record (`overlay`)."""
+def draw_overlays(folder: Path, name_of: Callable[[str], str], records: list[ImageExplanation],
+                  chosen: list[int], data: ProcessedDataset, positions: dict[str, int],
+                  attributions: Path) -> None:
+    """Write one PNG per chosen record and note its file name in the record (`overlay`);
+    `name_of` gives a file its per-host name."""
     with np.load(attributions) as stored:
         for n, i in enumerate(chosen):
             record = records[i]
-            name = f"{OVERLAYS}/{prefix}{n:04d}.png"
-            save_heatmap(folder / name, data.image(positions[record["id"]]),
-                         stored[record["key"]].astype(np.float32), caption(record))
-            record["overlay"] = name
+            name = name_of(f"{OVERLAYS}/{n:04d}.png")
+            save_heatmap(folder / name, data.image(positions[record.id]),
+                         stored[record.key].astype(np.float32), caption(record))
+            record.overlay = name
 
 
-def _card(record: dict[str, Any]) -> str:
+def _card(record: ImageExplanation) -> str:
     e = html.escape
-    label = f"<br>label <b>{e(record['label'])}</b>" if "label" in record else ""
-    check = "" if record["completeness_ok"] else " <b class=bad>completeness missed</b>"
-    return (f'<figure><a href="{e(record["overlay"])}"><img src="{e(record["overlay"])}"'
-            f' alt="{e(record["id"])}"></a><figcaption>{e(record["id"])}{label}<br>predicted'
-            f' <b>{e(record["prediction"])}</b> ({record["probability"]:.1%})<br>delta'
-            f' {record["delta"]:+.3g}{check}</figcaption></figure>')
+    label = f"<br>label <b>{e(record.label)}</b>" if record.label is not None else ""
+    check = "" if record.check.completeness_ok else " <b class=bad>completeness missed</b>"
+    overlay = e(record.overlay or "")
+    return (f'<figure><a href="{overlay}"><img src="{overlay}"'
+            f' alt="{e(record.id)}"></a><figcaption>{e(record.id)}{label}<br>predicted'
+            f' <b>{e(record.prediction)}</b> ({record.probability:.1%})<br>delta'
+            f' {record.check.delta:+.3g}{check}</figcaption></figure>')
 
 
-def write_index(path: Path, title: str, totals: dict[str, Any], records: list[dict[str, Any]],
+def write_index(path: Path, title: str, totals: dict[str, Any], records: list[ImageExplanation],
                 chosen: list[int], class_pngs: list[tuple[str, str]]) -> None:
     """index.html: headline figures, the misclassified, the rest, the class means (train mode)."""
     e = html.escape
-    wrong = [records[i] for i in chosen if records[i].get("correct") is False]
-    rest = [records[i] for i in chosen if records[i].get("correct") is not False]
+    wrong = [records[i] for i in chosen if records[i].correct is False]
+    rest = [records[i] for i in chosen if records[i].correct is not False]
     shown = ("images_explained", "misclassified", "max_abs_delta", "max_relative_error",
              "completeness_failed", "seconds_per_image")
     headline = ", ".join(f"{k.replace('_', ' ')}: {v:.3g}" if isinstance(v, float) else

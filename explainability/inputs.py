@@ -6,20 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from torch import nn
 
 from shared.data import DatasetFormatError, ProcessedDataset
-from shared.models import ModelConfig, load_artifact
+from shared.errors import MissingInputError
+from shared.models import ImageClassifier, ModelConfig, load_artifact
 from shared.sagemaker import JobError
 
 
-def open_model(path: Path) -> tuple[nn.Module, ModelConfig]:
+def open_model(path: Path) -> ImageClassifier:
     if not path.exists():
         raise JobError(f"no model at {path}: give the job the training job's model (its"
                        " model.tar.gz or a model folder) as the 'model' input, or pass --model")
     try:
         return load_artifact(path)
-    except FileNotFoundError as exc:
+    except MissingInputError as exc:
         raise JobError(f"the model input is not a model artifact: {exc}") from None
 
 

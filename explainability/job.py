@@ -2,65 +2,59 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import shutil
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
+from explainability.config import ExplainConfig
 from explainability.explain import explain_images
 from explainability.gallery import draw_overlays, pick_gallery, write_index
 from explainability.inputs import open_data, open_model
-from explainability.outputs import OutputNames, totals, write_class_means
+from explainability.outputs import ATTRIBUTIONS, INDEX, SUMMARY, totals, write_class_means
 from explainability.sampling import sample_indices
-from shared.attribution import (
-    COMPLETENESS_FLOOR,
-    COMPLETENESS_TOLERANCE,
-    KEY_RULE,
-    ClassMeanMaps,
-    Explainer,
-    IGSettings,
-    NpzWriter,
-)
-from shared.attribution.store import TRUE_CLASS_SUFFIX
-from shared.data import host_share, replace_folder, staging_folder, write_json_atomic
-from shared.sagemaker import GracefulStop, ProcessingContext
+from shared.atomic import published_folder, write_json_atomic
+from shared.attribution import ClassMeanMaps, Explainer, IGSettings, NpzWriter
+from shared.attribution.integrated import COMPLETENESS_FLOOR, COMPLETENESS_TOLERANCE
+from shared.attribution.store import KEY_RULE, TRUE_CLASS_SUFFIX
+from shared.data import host_share
+from shared.sagemaker import GracefulStop, load_processing_context
 
 log = logging.getLogger(__name__)
 
 
-def settings_from(args: argparse.Namespace) -> IGSettings:
-    return IGSettings(n_steps=args.n_steps, method=args.method, baseline=args.baseline,
-                      internal_batch_size=args.internal_batch_size,
-                      noise_tunnel=args.noise_tunnel, seed=args.seed)
+def settings_from(config: ExplainConfig) -> IGSettings:
+    return IGSettings(n_steps=config.n_steps, method=config.method, baseline=config.baseline,
+                      internal_batch_size=config.internal_batch_size,
+                      noise_tunnel=config.noise_tunnel, seed=config.seed)
 
 
-def run(args: argparse.Namespace, ctx: ProcessingContext, *, mode: str) -> None:
+def run(args: ExplainConfig, *, mode: str) -> None:
     """Explain the data set; train mode (`mode="train"`) also writes per-class mean maps."""
     started = time.monotonic()
+    ctx = load_processing_context()
+    name_of = ctx.output_name
     if args.workers:
         torch.set_num_threads(args.workers)
-    model_path = args.model or ctx.paths.input("model")
-    data_path = args.input or ctx.paths.input("data")
-    model, config = open_model(model_path)
+    model_path = args.model or ctx.paths.processing_input("model")
+    data_path = args.input or ctx.paths.processing_input("data")
+    classifier = open_model(model_path)
+    config = classifier.config
     inputs = open_data(data_path, config, exact_classes=mode == "train")
     settings = settings_from(args)
     chosen = sample_indices(inputs.labels, args.max_images, args.seed)
     mine = np.asarray(host_share(chosen, ctx.host_index, ctx.host_count), dtype=np.int64)
-    explainer = Explainer(model, config, settings)
+    explainer = Explainer(classifier, settings)
     log.info("%s mode: explaining %d of %d images (this host's share of %d) on %s, internal"
              " batch %d", mode, len(mine), len(inputs.data), len(chosen), explainer.device,
              explainer.batch_size)
-    names = OutputNames.for_host(ctx)
-    final = args.output or ctx.paths.output("explanations")
-    staged = staging_folder(final)
-    try:
+    final = args.output or ctx.paths.processing_output("explanations")
+    with published_folder(final) as staged:
         size = config.input_size
         means = ClassMeanMaps(config.class_names, size, size) if mode == "train" else None
-        with GracefulStop() as stop, NpzWriter(staged / names.attributions) as store:
+        with GracefulStop() as stop, NpzWriter(staged / name_of(ATTRIBUTIONS)) as store:
             explained = explain_images(explainer, inputs, mine, store, means, stop)
         records = explained.records
         summary: dict[str, Any] = {
@@ -72,7 +66,7 @@ def run(args: argparse.Namespace, ctx: ProcessingContext, *, mode: str) -> None:
             "hosts": ctx.hosts,
             "settings": settings_summary(args, settings, explainer),
             "attributions": {
-                "file": names.attributions,
+                "file": name_of(ATTRIBUTIONS),
                 "key_rule": KEY_RULE,
                 "true_class_key": f"<key>{TRUE_CLASS_SUFFIX}",
                 "array": "float16 H x W x 3 (pixel space, channels last like the images); they"
@@ -80,31 +74,27 @@ def run(args: argparse.Namespace, ctx: ProcessingContext, *, mode: str) -> None:
             },
         }
         if means is not None:
-            summary["class_means"] = write_class_means(staged, names, means)
+            summary["class_means"] = write_class_means(staged, name_of, means)
         chosen_records = pick_gallery(records, args.gallery_size)
-        positions = {r["id"]: i for i, r in enumerate(inputs.data.records)}
-        draw_overlays(staged, names.prefix, records, chosen_records, inputs.data, positions,
-                      staged / names.attributions)
+        positions = {r.id: i for i, r in enumerate(inputs.data.records)}
+        draw_overlays(staged, name_of, records, chosen_records, inputs.data, positions,
+                      staged / name_of(ATTRIBUTIONS))
         summary["totals"] = totals(records, len(inputs.data), time.monotonic() - started)
-        summary["gallery"] = {"file": names.index,
-                              "images": [records[i]["id"] for i in chosen_records]}
-        summary["images"] = records
+        summary["gallery"] = {"file": name_of(INDEX),
+                              "images": [records[i].id for i in chosen_records]}
+        summary["images"] = [r.to_json() for r in records]
         class_pngs = [(name, entry["png"]) for name, entry in
                       summary.get("class_means", {}).get("classes", {}).items() if "png" in entry]
-        write_index(staged / names.index, f"Integrated gradients, {mode} mode",
+        write_index(staged / name_of(INDEX), f"Integrated gradients, {mode} mode",
                     summary["totals"], records, chosen_records, class_pngs)
-        write_json_atomic(staged / names.summary, summary)
-        replace_folder(staged, final)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+        write_json_atomic(staged / name_of(SUMMARY), summary)
     t = summary["totals"]
     log.info("explained %d images (%d misclassified, max |delta| %.3g, %d miss completeness)"
              " in %.1f s; written to %s", t["images_explained"], t["misclassified"],
              t["max_abs_delta"], t["completeness_failed"], t["seconds"], final)
 
 
-def settings_summary(args: argparse.Namespace, settings: IGSettings,
+def settings_summary(args: ExplainConfig, settings: IGSettings,
                      explainer: Explainer) -> dict[str, Any]:
     return {
         "n_steps": settings.n_steps,

@@ -6,61 +6,42 @@
     class_means.npz     train mode: float32 H x W mean map per class (keyed like images)
     class_means/*.png   train mode: the same maps drawn over the class's mean image
 
-With several hosts each host's files carry its name, as in the processing component, so their
-outputs can share one S3 prefix without overwriting each other.
+With several hosts each host's files carry its name (`summary-algo-2.json`, the suite's one rule:
+`shared.sagemaker.per_host_name`), so their outputs can share one S3 prefix without overwriting
+each other.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from explainability.explain import ImageExplanation
 from explainability.gallery import CLASS_MEANS
 from shared.attribution import ClassMeanMaps, attribution_key, save_heatmap
-from shared.sagemaker import ProcessingContext
+
+SUMMARY = "summary.json"
+ATTRIBUTIONS = "attributions.npz"
+INDEX = "index.html"
+CLASS_MEANS_FILE = "class_means.npz"
 
 
-@dataclass(frozen=True)
-class OutputNames:
-    prefix: str  # "" on one host, "<host>-" on several
-
-    @classmethod
-    def for_host(cls, ctx: ProcessingContext) -> OutputNames:
-        return cls(f"{ctx.current_host}-" if ctx.host_count > 1 else "")
-
-    @property
-    def summary(self) -> str:
-        return f"{self.prefix}summary.json"
-
-    @property
-    def attributions(self) -> str:
-        return f"{self.prefix}attributions.npz"
-
-    @property
-    def index(self) -> str:
-        return f"{self.prefix}index.html"
-
-    @property
-    def class_means(self) -> str:
-        return f"{self.prefix}class_means.npz"
-
-
-def totals(records: list[dict[str, Any]], images_in_data: int, seconds: float) -> dict[str, Any]:
+def totals(records: list[ImageExplanation], images_in_data: int, seconds: float) -> dict[str, Any]:
     """Headline figures: how many, how many wrong, how well completeness held."""
-    deltas = np.abs([r["delta"] for r in records]) if records else np.zeros(0)
-    errors = [r["relative_error"] for r in records]
-    labelled = [r for r in records if "correct" in r]
-    failed = sum(not r["completeness_ok"] for r in records)
-    extra = [r["true_class"] for r in records if "true_class" in r]
+    deltas = np.abs([r.check.delta for r in records]) if records else np.zeros(0)
+    errors = [r.check.relative_error for r in records]
+    labelled = [r for r in records if r.correct is not None]
+    failed = sum(not r.check.completeness_ok for r in records)
+    extra = [r.true_class.check for r in records if r.true_class is not None]
     return {
         "images_in_data": images_in_data,
         "images_explained": len(records),
         "labelled": len(labelled),
-        "misclassified": sum(not r["correct"] for r in labelled),
-        "accuracy": round(sum(r["correct"] for r in labelled) / len(labelled), 4) if labelled
+        "misclassified": sum(not r.correct for r in labelled),
+        "accuracy": round(sum(bool(r.correct) for r in labelled) / len(labelled), 4) if labelled
         else None,
         "true_class_attributions": len(extra),
         "max_abs_delta": float(deltas.max()) if len(deltas) else 0.0,
@@ -68,30 +49,33 @@ def totals(records: list[dict[str, Any]], images_in_data: int, seconds: float) -
         "max_relative_error": float(max(errors)) if errors else 0.0,
         "completeness_ok": len(records) - failed,
         "completeness_failed": failed,
-        "true_class_completeness_failed": sum(not e["completeness_ok"] for e in extra),
+        "true_class_completeness_failed": sum(not e.completeness_ok for e in extra),
         "seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / len(records), 4) if records else None,
     }
 
 
-def write_class_means(folder: Path, names: OutputNames, means: ClassMeanMaps) -> dict[str, Any]:
-    """Arrays and PNGs of the per-class mean maps; returns their description for summary.json."""
+def write_class_means(folder: Path, name_of: Callable[[str], str],
+                      means: ClassMeanMaps) -> dict[str, Any]:
+    """Arrays and PNGs of the per-class mean maps; returns their description for summary.json.
+
+    `name_of` gives a file its per-host name."""
     maps, pictures = means.means(), means.mean_images()
-    np.savez_compressed(folder / names.class_means, **{
+    np.savez_compressed(folder / name_of(CLASS_MEANS_FILE), **{
         attribution_key(name): maps[c].astype(np.float32)
         for c, name in enumerate(means.class_names) if means.counts[c]})
     classes = {}
     for c, name in enumerate(means.class_names):
         entry: dict[str, Any] = {"images": int(means.counts[c])}
         if means.counts[c]:
-            png = f"{CLASS_MEANS}/{names.prefix}{c:03d}.png"
+            png = name_of(f"{CLASS_MEANS}/{c:03d}.png")
             save_heatmap(folder / png, pictures[c], np.zeros((*maps[c].shape, 3)),
                          f"class {name}: mean attribution of {means.counts[c]} images",
                          signed_map=maps[c], image_title="mean image")
             entry.update(key=attribution_key(name), png=png)
         classes[name] = entry
     return {
-        "file": names.class_means,
+        "file": name_of(CLASS_MEANS_FILE),
         "what": "per class, the mean over correctly predicted images (or, unlabelled, images"
                 " predicted as the class) of the channel-summed attribution map for that class,"
                 " each image's map first scaled to a total absolute attribution of 1",

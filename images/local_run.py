@@ -13,12 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from pipelines.definition import Step  # noqa: E402
-from pipelines.jobs import Engine, StepFailed, processing_job, training_job  # noqa: E402
-from shared.sample_data import write_digits  # noqa: E402
+from pipelines.definition import Step
+from pipelines.jobs import Engine, StepFailed, processing_job, training_job
+from shared.sample_data import write_digits
 
 SAMPLE = "sample"
 

@@ -7,21 +7,16 @@ with, and the dashed line is the threshold at the configured p-value.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 from shared.drift import DriftResult, Window
+from shared.plotting import pyplot, save_figure
 
 DRIFT, CLEAN, NULL = "#d62728", "#2ca02c", "#9e9e9e"
 
 
 def plot_drift(batch: DriftResult, windows: list[Window], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = 2 if windows else 1
     fig, axes = plt.subplots(1, panels, figsize=(6 + 5 * (panels - 1) + 0.15 * len(windows), 4.2),
                              squeeze=False)
@@ -61,11 +56,4 @@ def plot_drift(batch: DriftResult, windows: list[Window], path: Path, title: str
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        tmp.unlink(missing_ok=True)
+    save_figure(fig, path, dpi=100)

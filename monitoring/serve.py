@@ -8,23 +8,25 @@ the whole reference and writes `drift-<host>.json` / `.png`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from typing import Any
 
-from monitoring.images import decode_all
+from monitoring.config import ServeConfig
 from monitoring.plot import plot_drift
-from shared.data import default_workers, host_share, list_images, scratch_folder, write_json_atomic
+from shared.atomic import write_json_atomic
+from shared.data import decode_usable, host_share, list_images, scratch_folder
 from shared.drift import DetectorFormatError, DriftDetector, Window
-from shared.sagemaker import JobError, ProcessingContext
+from shared.drift.mmd import MIN_SAMPLES
+from shared.models import default_device
+from shared.sagemaker import JobError, load_processing_context
 
 log = logging.getLogger(__name__)
 
 
-def load_detector(folder, device: str) -> DriftDetector:
+def load_detector(folder) -> DriftDetector:
     try:
-        return DriftDetector.load(folder, device=device)
+        return DriftDetector.load(folder, device=default_device())
     except DetectorFormatError as exc:
         raise JobError(f"cannot use the drift detector: {exc}") from None
 
@@ -35,11 +37,12 @@ def window_json(window: Window, files: list) -> dict[str, Any]:
             **window.result.to_json()}
 
 
-def run(args: argparse.Namespace, ctx: ProcessingContext, device: str) -> None:
+def run(config: ServeConfig) -> None:
     started = time.monotonic()
-    detector_dir = args.detector or ctx.paths.input("detector")
-    detector = load_detector(detector_dir, device)  # before any decoding: fail fast on a bad one
-    root = args.input or ctx.paths.input("data")
+    ctx = load_processing_context()
+    detector_dir = config.detector or ctx.paths.processing_input("detector")
+    detector = load_detector(detector_dir)  # before any decoding: fail fast on a bad one
+    root = config.input or ctx.paths.processing_input("data")
     files = list_images(root)
     if not files:
         raise JobError(f"no images to test in {root} (looked for .jpg .jpeg .png .bmp .gif .webp"
@@ -48,23 +51,22 @@ def run(args: argparse.Namespace, ctx: ProcessingContext, device: str) -> None:
     if not share:
         raise JobError(f"host {ctx.current_host} got no images: {len(files)} images for"
                        f" {ctx.host_count} hosts")
-    with scratch_folder(ctx.paths.base / "processing") as scratch:
-        decoded = decode_all(share, size=detector.image_size, policy=detector.resize_policy,
-                             workers=args.workers or default_workers(), scratch=scratch,
-                             what="production")
+    with scratch_folder(ctx.paths.scratch_root) as scratch:
+        decoded = decode_usable(share, size=detector.image_size, policy=detector.resize_policy,
+                                workers=config.decode_workers, scratch=scratch, what="production",
+                                min_images=MIN_SAMPLES)
         featurise_started = time.monotonic()
         features = detector.features(decoded.images)
     test_started = time.monotonic()
     batch = detector.test_features(features)
-    windows = detector.test_windows(features, args.window) if args.window else []
+    windows = detector.test_windows(features, config.window) if config.window else []
     finished = time.monotonic()
-    suffix = f"-{ctx.current_host}" if ctx.host_count > 1 else ""
-    report_dir = args.report_output or ctx.paths.output("report")
-    plot_name = f"drift{suffix}.png"
+    report_dir = config.report_output or ctx.paths.processing_output("report")
+    plot_name = ctx.output_name("drift.png")
     report = {
         **batch.to_json(),
         "p_value_threshold": detector.config.p_value,
-        "window_size": args.window,
+        "window_size": config.window,
         "windows": [window_json(w, decoded.files) for w in windows],
         "windows_with_drift": [w.index for w in windows if w.result.drift],
         "detector": {**detector.identity(), "path": str(detector_dir)},
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace, ctx: ProcessingContext, device: str) -> None:
     }
     plot_drift(batch, windows, report_dir / plot_name,
                f"drift of {root.name or root} against detector {detector.config.detector_id}")
-    write_json_atomic(report_dir / f"drift{suffix}.json", report)
+    write_json_atomic(report_dir / ctx.output_name("drift.json"), report)
     log.info("%s: p = %.4f, MMD² = %.3g (threshold %.3g), %d images vs %d reference%s",
              "DRIFT" if batch.drift else "no drift", batch.p_value, batch.distance, batch.threshold,
              batch.n_test, batch.n_reference,

@@ -14,13 +14,15 @@ from typing import Any
 
 import yaml
 
+from shared.errors import UserError
+
 REFERENCE = re.compile(r"\$\{(params\.[A-Za-z0-9_]+|steps\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_]+)\}")
 JOB_TYPES = ("processing", "training", "transform", "condition", "register", "report")
 COMPONENTS = ("processing", "algorithm", "monitoring", "explainability")
 OPERATORS = (">=", ">", "<=", "<", "==", "!=")
 
 
-class PipelineError(ValueError):
+class PipelineError(UserError):
     """A pipeline definition or invocation that cannot run; the message says where and why."""
 
 

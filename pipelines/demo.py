@@ -23,6 +23,7 @@ from PIL import Image
 
 from pipelines.definition import load_pipeline
 from pipelines.runner import Runner, RunResult
+from shared.evaluation import read_accuracy
 from shared.sample_data import digits_images
 
 HERE = Path(__file__).resolve().parent
@@ -84,8 +85,7 @@ def registered_version(result: RunResult) -> Path:
 
 
 def evaluation_accuracy(result: RunResult) -> float:
-    data = json.loads((result.outputs("train")["model"] / "evaluation.json").read_text())
-    return data["multiclass_classification_metrics"]["accuracy"]["value"]
+    return read_accuracy(result.outputs("train")["model"] / "evaluation.json")
 
 
 def batch_summary(result: RunResult) -> dict:

@@ -11,15 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.definition import OPERATORS, PipelineError, Step
-from shared.data import ProcessedDataset, write_json_atomic
-
-
-def _field(data: Any, dotted: str) -> Any:
-    for key in dotted.split("."):
-        if not isinstance(data, dict) or key not in data:
-            raise PipelineError(f"the condition's file has no field {dotted}")
-        data = data[key]
-    return data
+from shared.atomic import write_json_atomic
+from shared.data import ProcessedDataset
+from shared.evaluation import field, read_accuracy
 
 
 def _coerce(value: Any) -> Any:
@@ -46,7 +40,12 @@ def evaluate_condition(step: Step, spec: dict[str, Any]) -> tuple[bool, list[str
         op = check.get("op")
         if op not in OPERATORS:
             raise PipelineError(f"step {step.name}: operator {op!r} is not one of {OPERATORS}")
-        actual, wanted = _coerce(_field(data, check["path"])), _coerce(check.get("value"))
+        try:
+            actual = _coerce(field(data, check["path"]))
+        except KeyError:
+            raise PipelineError(f"step {step.name}: the condition's file {path} has no field"
+                                f" {check['path']}") from None
+        wanted = _coerce(check.get("value"))
         holds = {">=": actual >= wanted, ">": actual > wanted, "<=": actual <= wanted,
                  "<": actual < wanted, "==": actual == wanted, "!=": actual != wanted}[op]
         ok &= holds
@@ -72,10 +71,7 @@ def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]
             source, staged / name)
         sources[name] = str(source.resolve())
     evaluation = staged / "model" / "evaluation.json"
-    accuracy = None
-    if evaluation.exists():
-        accuracy = json.loads(evaluation.read_text())[
-            "multiclass_classification_metrics"]["accuracy"]["value"]
+    accuracy = read_accuracy(evaluation) if evaluation.exists() else None
     while True:  # the rename fails if another run took this number first: take the next one
         numbers = [int(p.name[1:]) for p in registry.glob("v*") if p.name[1:].isdigit()]
         version = max(numbers, default=0) + 1
@@ -110,8 +106,8 @@ def batch_report(step: Step, spec: dict[str, Any], out: Path) -> dict[str, Path]
                                      if line.strip()]
     joined = []
     for record in data.records:
-        prediction = rows_by_shard[record["shard"]][record["row"]]
-        joined.append({"id": record["id"], "label": record.get("label"),
+        prediction = rows_by_shard[record.shard][record.row]
+        joined.append({"id": record.id, "label": record.label,
                        "prediction": prediction["label"],
                        "probability": prediction["probabilities"][prediction["label"]]})
     labelled = [r for r in joined if r["label"] is not None]

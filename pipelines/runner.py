@@ -17,7 +17,8 @@ from typing import Any
 
 from pipelines import jobs, local_steps
 from pipelines.definition import Pipeline, PipelineError, Step, substitute
-from shared.data import write_json_atomic
+from shared.atomic import write_json_atomic
+from shared.evaluation import read_accuracy
 
 
 @dataclass
@@ -187,6 +188,5 @@ def _accuracy_note(model_dir: Path) -> str:
     evaluation = Path(model_dir) / "evaluation.json"
     if not evaluation.exists():
         return ""
-    data = json.loads(evaluation.read_text())
-    accuracy = data["multiclass_classification_metrics"]["accuracy"]["value"]
-    return f"{data.get('evaluated_on', 'test')} accuracy {accuracy:.4f}"
+    split = json.loads(evaluation.read_text()).get("evaluated_on", "test")
+    return f"{split} accuracy {read_accuracy(evaluation):.4f}"

@@ -7,18 +7,10 @@ can never sit in two splits. The split is stratified per class and seeded.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 import numpy as np
 
-SPLITS = ("train", "validation", "test")
-
-
-@dataclass
-class SplitPlan:
-    rows: dict[str, list[int]]  # split -> pool rows
-    duplicates: list[dict[str, str]] = field(default_factory=list)
-    small_classes: list[dict[str, object]] = field(default_factory=list)
+from processing.config import SPLITS
 
 
 def drop_duplicates(digests: list[str], order: list[int], names: list[str]):

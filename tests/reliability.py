@@ -54,10 +54,8 @@ def write_tiny_model(folder: Path, size: int = 32, classes: int = 10) -> Path:
     """A randomly initialised tiny classifier saved as a model artifact (weights drawn from seed 0)."""
     import torch
 
-    from shared.models import ModelConfig, create_model, normalisation, save_artifact
+    from shared.models import ImageClassifier, save_artifact
 
     torch.manual_seed(0)
-    model = create_model(TINY_ARCHITECTURE, classes).eval()
-    mean, std = normalisation(model)
-    config = ModelConfig(TINY_ARCHITECTURE, [str(c) for c in range(classes)], size, mean, std)
-    return save_artifact(model, config, folder)
+    classifier = ImageClassifier.create(TINY_ARCHITECTURE, [str(c) for c in range(classes)], size)
+    return save_artifact(classifier.eval(), folder)

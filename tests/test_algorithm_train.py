@@ -35,7 +35,7 @@ def test_trains_the_digits_to_high_test_accuracy(trained_job):
 
 def test_writes_a_loadable_artifact_with_classes_size_and_normalisation(trained_job):
     base, _ = trained_job
-    model, config = load_artifact(base / "model")
+    config = load_artifact(base / "model").config
     assert config.architecture == "resnet10t" and config.class_names == [str(d) for d in range(10)]
     assert config.input_size == 32 and len(config.mean) == 3
     assert not any(p.suffix in (".pt", ".pth", ".ckpt") for p in (base / "model").iterdir())
@@ -107,7 +107,7 @@ def test_warm_start_with_other_classes_needs_reinitialize_head(trained_job, tmp_
                {**hp, "reinitialize_head": "true"})
     accepted = run_entrypoint("algorithm", "train", base=base)
     assert accepted.returncode == 0, accepted.stderr[-3000:]
-    assert load_artifact(base / "model")[1].class_names == ["0", "1", "2"]
+    assert load_artifact(base / "model").config.class_names == ["0", "1", "2"]
 
 
 @pytest.mark.parametrize("case,expected", [

@@ -92,12 +92,12 @@ def test_sigkill_mid_write_leaves_nothing_that_reads_as_complete(tmp_path):
     assert len(partial) == 1 and not (partial[0] / "manifest.jsonl").exists()
 
 
-def test_host_prefixed_parts_merge_into_one_dataset(tmp_path):
+def test_per_host_parts_merge_into_one_dataset(tmp_path):
     merged = tmp_path / "merged"
     merged.mkdir()
     for host, offset in (("algo-1", 0), ("algo-2", 5)):
         part = tmp_path / host
-        writer = DatasetWriter(part, 16, prefix=host)
+        writer = DatasetWriter(part, 16, host=host)
         for i in range(5):
             writer.add(images(1, seed=offset + i)[0], f"{offset + i}", "s")
         writer.commit({})

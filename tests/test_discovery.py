@@ -2,6 +2,7 @@ import pytest
 from PIL import Image
 
 from shared.data import host_share, labels_from_folders, list_images, list_labelled_images
+from shared.errors import MissingInputError
 
 
 def touch_image(path):
@@ -38,7 +39,7 @@ def test_labels_from_folders_detects_an_imagefolder(tmp_path):
 
 
 def test_missing_input_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):
         list_images(tmp_path / "nope")
 
 

@@ -15,14 +15,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from explainability.__main__ import BASELINES as CLI_BASELINES
-from explainability.__main__ import METHODS as CLI_METHODS
 from explainability.sampling import equal_quotas, sample_indices
 from shared.attribution import (
-    BASELINES,
     COMPLETENESS_FLOOR,
     COMPLETENESS_TOLERANCE,
-    METHODS,
     Explainer,
     IGSettings,
     attribution_key,
@@ -33,7 +29,7 @@ from shared.attribution import (
     mass_fraction,
 )
 from shared.data import DatasetWriter, ProcessedDataset
-from shared.models import ModelConfig, Normalise, create_model, write_tarball
+from shared.models import ImageClassifier, ModelConfig, create_network, write_tarball
 from tests.conftest import run_entrypoint, write_json
 
 DIGITS = [str(d) for d in range(10)]
@@ -56,7 +52,7 @@ def write_dataset(folder, source: ProcessedDataset, indices, classes=None, label
     with DatasetWriter(folder, source.image_shape[0], classes=classes) as writer:
         for n, i in enumerate(indices):
             record = source.records[i]
-            writer.add(source.image(i), record["id"], record["source"],
+            writer.add(source.image(i), record.id, record.source,
                        None if labels is None else labels[n])
         writer.commit({})
     return folder
@@ -187,9 +183,9 @@ def test_the_output_folder_is_published_whole_and_nothing_else_is_left(train_run
 
 def test_serve_maps_a_subset_of_classes_by_name_from_a_tarball(trained_job, processed_small, tmp_path):
     test = ProcessedDataset(processed_small / "test")
-    picked = [i for i in range(len(test)) if test.records[i]["label"] in ("3", "7")]
+    picked = [i for i in range(len(test)) if test.records[i].label in ("3", "7")]
     data = write_dataset(tmp_path / "data", test, picked, ["3", "7"],
-                         [test.records[i]["label"] for i in picked])
+                         [test.records[i].label for i in picked])
     tarball = write_tarball(trained_job[0] / "model", tmp_path / "model" / "model.tar.gz")
     base = job_base(tmp_path, data, tarball.parent)
     result = run_entrypoint("explainability", "serve", "--max-images", "8", "--baseline", "blur",
@@ -236,8 +232,8 @@ def test_several_hosts_explain_disjoint_shares_of_one_sample(trained_job, proces
                                 "--gallery-size", "1", base=base)
         assert result.returncode == 0, result.stderr[-3000:]
         names = {p.name for p in explanations(base).iterdir()}
-        assert {f"{host}-summary.json", f"{host}-attributions.npz", f"{host}-index.html"} <= names
-        shares.append(json.loads((explanations(base) / f"{host}-summary.json").read_text()))
+        assert {f"summary-{host}.json", f"attributions-{host}.npz", f"index-{host}.html"} <= names
+        shares.append(json.loads((explanations(base) / f"summary-{host}.json").read_text()))
     ids = [{r["id"] for r in s["images"]} for s in shares]
     assert len(ids[0]) == len(ids[1]) == 3 and not ids[0] & ids[1]
     assert len({r["label"] for s in shares for r in s["images"]}) == 6  # one sample, stratified
@@ -297,10 +293,6 @@ def test_bad_flag_fails_with_a_reason(sm_base):
     assert "bad arguments" in message(sm_base) and "gausslegendre" in message(sm_base)
 
 
-def test_cli_choices_are_the_librarys():
-    assert CLI_METHODS == METHODS and CLI_BASELINES == BASELINES
-
-
 # ---- the library: attributions mean something --------------------------------------------------------
 
 SIZE = 16
@@ -327,13 +319,13 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def train_patch_model(config):
+def train_patch_model(config) -> ImageClassifier:
     """Pointwise convolutions then a dense head: it can only learn *where* to look from the data."""
     torch.manual_seed(0)
     head = nn.Linear(8 * SIZE * SIZE, 2)
     nn.init.zeros_(head.weight)
     model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Flatten(), head)
-    forward = nn.Sequential(Normalise(config.mean, config.std), model)
+    forward = ImageClassifier(model, config)
     images, classes = patch_images(2048, np.random.default_rng(0))
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     y = torch.from_numpy(classes)
@@ -344,15 +336,15 @@ def train_patch_model(config):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return model.eval()
+    return forward.eval()
 
 
 def test_attribution_mass_concentrates_on_the_patch_that_decides_the_class():
     config = ModelConfig("patch", ["dark", "bright"], SIZE, [0.5] * 3, [0.25] * 3)
     images, classes = patch_images(32, np.random.default_rng(1))
     with one_thread():
-        model = train_patch_model(config)
-        explainer = Explainer(model, config, IGSettings(n_steps=32), device=torch.device("cpu"))
+        explainer = Explainer(train_patch_model(config), IGSettings(n_steps=32),
+                              device=torch.device("cpu"))
         predicted = explainer.predict(images).argmax(axis=1)
         a = explainer.attribute(images, predicted, np.arange(32))
     assert (predicted == classes).all()
@@ -370,12 +362,12 @@ def test_attribution_mass_concentrates_on_the_patch_that_decides_the_class():
 def test_splitting_the_steps_into_internal_batches_gives_the_same_attributions():
     config = ModelConfig("resnet10t", ["dark", "bright"], SIZE, [0.5] * 3, [0.25] * 3)
     torch.manual_seed(0)
-    model = create_model("resnet10t", 2).eval()
+    model = ImageClassifier(create_network("resnet10t", 2), config).eval()
     images, _ = patch_images(2, np.random.default_rng(2))
     targets, positions = np.array([0, 1]), np.arange(2)
-    split = Explainer(model, config, IGSettings(n_steps=8, internal_batch_size=5),  # 8 steps > 5
+    split = Explainer(model, IGSettings(n_steps=8, internal_batch_size=5),  # 8 steps > 5
                       device=torch.device("cpu")).attribute(images, targets, positions)
-    whole = Explainer(model, config, IGSettings(n_steps=8, internal_batch_size=64),
+    whole = Explainer(model, IGSettings(n_steps=8, internal_batch_size=64),
                       device=torch.device("cpu")).attribute(images, targets, positions)
     np.testing.assert_allclose(split.values, whole.values, rtol=1e-3, atol=1e-5)
     np.testing.assert_allclose(split.delta, whole.delta, rtol=1e-3, atol=1e-4)
@@ -385,10 +377,10 @@ def test_smoothgrad_is_seeded_and_complete_on_a_linear_model_however_it_is_batch
     """IG is exact for a linear model, so any completeness gap would be a bookkeeping error."""
     config = ModelConfig("linear", ["a", "b"], 8, [0.5] * 3, [0.25] * 3)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(192, 2)).eval()
+    model = ImageClassifier(nn.Sequential(nn.Flatten(), nn.Linear(192, 2)), config).eval()
     images = np.random.default_rng(3).integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
     state = torch.get_rng_state()
-    runs = [Explainer(model, config, IGSettings(n_steps=8, noise_tunnel=True, internal_batch_size=b),
+    runs = [Explainer(model, IGSettings(n_steps=8, noise_tunnel=True, internal_batch_size=b),
                       device=torch.device("cpu")).attribute(images, np.array([0, 1, 1]), np.arange(3))
             for b in (20, 20, 1000)]  # 20: one image per call, noise in 4 passes; 1000: all at once
     np.testing.assert_array_equal(runs[0].values, runs[1].values)
@@ -445,7 +437,8 @@ def test_sample_is_stratified_seeded_and_gives_small_classes_what_they_have():
 
 def test_auto_internal_batch_size_is_at_least_one_and_capped():
     config = ModelConfig("patch", ["a", "b"], 8, [0.5] * 3, [0.25] * 3)
-    forward = explained_function(nn.Sequential(nn.Flatten(), nn.Linear(192, 2)), config)
+    forward = explained_function(ImageClassifier(nn.Sequential(nn.Flatten(), nn.Linear(192, 2)),
+                                                 config))
     batch = auto_internal_batch_size(forward, (3, 8, 8), torch.device("cpu"))
     assert 1 <= batch <= 512
 

@@ -6,14 +6,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from shared.errors import MissingInputError
 from shared.models import (
-    ModelConfig,
+    ImageClassifier,
     UnknownModelError,
     UnsafeArtifactError,
-    create_model,
+    create_network,
     load_artifact,
     load_config,
-    normalisation,
     save_artifact,
     write_tarball,
 )
@@ -21,20 +21,15 @@ from shared.models import (
 ARCH = "resnet10t"
 
 
-def small_model(classes=3):
+def small_model(classes=("a", "b", "c")) -> ImageClassifier:
     torch.manual_seed(0)
-    return create_model(ARCH, classes).eval()
-
-
-def config_for(model, classes=("a", "b", "c")):
-    mean, std = normalisation(model)
-    return ModelConfig(ARCH, list(classes), 32, mean, std)
+    return ImageClassifier.create(ARCH, list(classes), 32).eval()
 
 
 @pytest.fixture
 def artifact(tmp_path):
     model = small_model()
-    save_artifact(model, config_for(model), tmp_path / "model")
+    save_artifact(model, tmp_path / "model")
     return model, tmp_path / "model"
 
 
@@ -46,12 +41,13 @@ def same_outputs(a, b):
 
 def test_unknown_architecture_suggests_close_names():
     with pytest.raises(UnknownModelError, match="did you mean.*resnet18"):
-        create_model("resnet_18", 3)
+        create_network("resnet_18", 3)
 
 
 def test_folder_round_trip_gives_the_same_model_and_config(artifact):
     model, folder = artifact
-    loaded, config = load_artifact(folder)
+    loaded = load_artifact(folder)
+    config = loaded.config
     assert same_outputs(model, loaded)
     assert config.class_names == ["a", "b", "c"] and config.input_size == 32
     meta = json.loads((folder / "model.json").read_text())
@@ -61,8 +57,8 @@ def test_folder_round_trip_gives_the_same_model_and_config(artifact):
 def test_tarball_round_trip_and_folder_holding_only_the_tarball(artifact, tmp_path):
     model, folder = artifact
     tarball = write_tarball(folder, tmp_path / "out" / "model.tar.gz")
-    assert same_outputs(model, load_artifact(tarball)[0])
-    assert same_outputs(model, load_artifact(tarball.parent)[0])
+    assert same_outputs(model, load_artifact(tarball))
+    assert same_outputs(model, load_artifact(tarball.parent))
     assert load_config(tarball).class_names == ["a", "b", "c"]
 
 
@@ -141,17 +137,17 @@ def test_weights_of_another_architecture_are_refused(artifact):
 
 
 def test_local_pretrained_weights_load_the_backbone_and_skip_a_mismatched_head(tmp_path):
-    source = small_model(classes=5)
+    source = small_model(classes="abcde").network
     weights = tmp_path / "backbone.safetensors"
     save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(weights))
-    model = create_model(ARCH, 3, pretrained_weights=weights)
+    model = create_network(ARCH, 3, pretrained_weights=weights)
     assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
     assert model.get_classifier().out_features == 3
 
 
 def test_missing_artifact_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(MissingInputError, match="does not exist"):
         load_artifact(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+    with pytest.raises(MissingInputError, match="no model.safetensors"):
         load_artifact(tmp_path / "empty")

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from monitoring.__main__ import main
+from monitoring.__main__ import MODES
 from shared.data import decode_images
 from shared.drift import (
     DetectorFormatError,
@@ -29,12 +29,17 @@ from shared.drift.mmd import (
     split_matrix,
     splits_from_orders,
 )
-from shared.models import create_model, normalisation, save_artifact, write_tarball
-from shared.models.artifact import ModelConfig
+from shared.models import ImageClassifier, save_artifact, write_tarball
+from shared.sagemaker.entrypoint import main as entrypoint
 from shared.sample_data import digits_images
 from tests.conftest import run_entrypoint
 
 REFERENCE_IMAGES, REFERENCE_SIZE, DRAW = 1000, 800, 200
+
+
+def main(argv: list[str]) -> int:
+    """`python -m monitoring ARGV`, in this process."""
+    return entrypoint("monitoring", MODES, "", argv)
 
 
 def noise(images, rng):
@@ -302,10 +307,9 @@ def test_p_value_threshold_and_distance_equal_alibi_detects_mmd_drift_on_its_per
 
 def test_model_encoder_uses_a_trained_model_tarball_and_round_trips(digits, tmp_path):
     torch.manual_seed(0)
-    model = create_model("resnet10t", 10).eval()
-    mean, std = normalisation(model)
-    folder = save_artifact(model, ModelConfig("resnet10t", [str(d) for d in range(10)], 32,
-                                              mean, std), tmp_path / "model")
+    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
+    model, mean, std = classifier.network, classifier.config.mean, classifier.config.std
+    folder = save_artifact(classifier, tmp_path / "model")
     base = tmp_path / "opt_ml"
     write_images(base / "processing" / "input" / "data", digits[0][:300])
     write_tarball(folder, base / "processing" / "input" / "model" / "model.tar.gz")

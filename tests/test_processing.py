@@ -40,20 +40,20 @@ def test_digits_are_split_stratified_with_the_same_classes_everywhere(processed_
     data = outputs(processed_digits)
     for ds in data.values():
         assert ds.classes == [str(d) for d in range(10)] and ds.image_shape == (32, 32, 3)
-    originals = {s: [r for r in ds.records if "#aug" not in r["id"]] for s, ds in data.items()}
+    originals = {s: [r for r in ds.records if "#aug" not in r.id] for s, ds in data.items()}
     assert sum(len(r) for r in originals.values()) == 1797
     for split, fraction in (("validation", 0.15), ("test", 0.15)):
-        counts = np.bincount([r["label_index"] for r in originals[split]], minlength=10)
+        counts = np.bincount([r.label_index for r in originals[split]], minlength=10)
         assert abs(len(originals[split]) - 1797 * fraction) < 15
         assert counts.min() >= 15 and counts.max() <= 32  # every class, in proportion
 
 
 def test_no_image_is_in_two_splits(processed_digits):
     data = outputs(processed_digits)
-    sources = [{r["source"] for r in ds.records} for ds in data.values()]
+    sources = [{r.source for r in ds.records} for ds in data.values()]
     assert not (sources[0] & sources[1]) and not (sources[0] & sources[2])
     hashes = [{hashlib.sha256(ds.image(i).tobytes()).hexdigest() for i in range(len(ds))
-               if "#aug" not in ds.records[i]["id"]} for ds in data.values()]
+               if "#aug" not in ds.records[i].id} for ds in data.values()]
     assert not (hashes[1] & hashes[2]) and not (hashes[0] & hashes[2])
 
 
@@ -72,9 +72,9 @@ def test_only_training_images_are_augmented_one_copy_each(processed_digits):
 def test_images_match_the_source_files_resized(processed_digits, digits_folder):
     ds = outputs(processed_digits)["test"]
     record = ds.records[0]
-    source = np.asarray(Image.open(digits_folder / record["source"]).convert("RGB"))
+    source = np.asarray(Image.open(digits_folder / record.source).convert("RGB"))
     assert np.array_equal(ds.image(0), source)  # 32 -> 32: unchanged pixels
-    assert ds.classes[record["label_index"]] == record["source"].split("/")[0]
+    assert ds.classes[record.label_index] == record.source.split("/")[0]
 
 
 def test_report_lists_counts_sizes_and_augmentation(processed_digits):
@@ -171,7 +171,7 @@ def test_class_too_small_to_split_goes_to_train_and_is_reported(sm_base):
     assert report(sm_base)["small_classes"] == [
         {"class": "tiny", "images": 2, "action": "too few images to split: all used for training"}]
     train = outputs(sm_base)["train"]
-    assert sum(1 for r in train.records if r["label"] == "tiny") == 6  # 2 originals + 2x2 copies
+    assert sum(1 for r in train.records if r.label == "tiny") == 6  # 2 originals + 2x2 copies
 
 
 @pytest.mark.parametrize("setup,expected", [

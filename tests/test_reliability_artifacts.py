@@ -122,7 +122,7 @@ def model_folder(tmp_path, files, **changes) -> object:
     ("class_names", ["a", 7], "class_names must be a non-empty list of strings"),
     ("input_size", True, "input_size must be an integer"),
     ("input_size", 10**9, "input_size must be an integer"),
-    ("extra", [], "extra must be objects"),
+    ("extra", [], "extra must be an object"),
     ("architecture", "", "architecture must be a non-empty string"),
 ])
 def test_model_json_lies_are_refused_by_name(model_files, tmp_path, field, value, message):

@@ -127,7 +127,7 @@ def test_three_random_sigterms_then_a_restart_train_every_epoch_exactly_once(tmp
     assert checkpoint_history(base) == printed
     assert not (base / "output" / "failure").exists()
     assert json.loads((base / "model" / "evaluation.json").read_text())["evaluated_on"] == "validation"
-    assert load_artifact(base / "model")[1].architecture == TINY_ARCHITECTURE
+    assert load_artifact(base / "model").config.architecture == TINY_ARCHITECTURE
 
 
 KILLS = 8

@@ -1,21 +1,24 @@
 import os
 import signal
+from dataclasses import dataclass
 
 import pytest
 
+from shared.errors import MissingInputError, UserError
 from shared.sagemaker import (
     GracefulStop,
-    HyperparameterError,
-    HyperparameterSpec,
     JobError,
-    Param,
     load_processing_context,
     load_training_context,
     run_job,
 )
+from shared.schema import SchemaError, setting
 from tests.conftest import write_json
 
-SPEC = HyperparameterSpec((Param("epochs", int, 2, "passes", min=1),))
+
+@dataclass(frozen=True)
+class SPEC:
+    epochs: int = setting(2, help="passes", min=1)
 
 
 def test_training_context_reads_hosts_channels_and_hyperparameters(sm_base):
@@ -25,9 +28,9 @@ def test_training_context_reads_hosts_channels_and_hyperparameters(sm_base):
                {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]})
     write_json(config / "inputdataconfig.json", {"train": {}, "validation": {}})
     ctx = load_training_context(SPEC)
-    assert ctx.hyperparameters == {"epochs": 7}
+    assert ctx.hyperparameters == SPEC(epochs=7)
     assert ctx.hosts == ["algo-1", "algo-2"] and ctx.current_host == "algo-2"
-    assert ctx.host_rank == 1 and not ctx.is_master and ctx.master_host == "algo-1"
+    assert ctx.host_index == 1 and ctx.first_host == "algo-1" and ctx.host_tag == "algo-2"
     assert ctx.channels == {"train": sm_base / "input" / "data" / "train",
                             "validation": sm_base / "input" / "data" / "validation"}
     assert ctx.paths.model == sm_base / "model"
@@ -37,8 +40,8 @@ def test_training_context_reads_hosts_channels_and_hyperparameters(sm_base):
 def test_training_context_without_config_files_is_one_local_host(sm_base):
     (sm_base / "input" / "data" / "train").mkdir(parents=True)
     ctx = load_training_context(SPEC)
-    assert ctx.hosts == ["algo-1"] and ctx.is_master
-    assert ctx.hyperparameters == {"epochs": 2}
+    assert ctx.hosts == ["algo-1"] and ctx.host_tag is None
+    assert ctx.hyperparameters == SPEC()
     assert list(ctx.channels) == ["train"]
 
 
@@ -54,23 +57,23 @@ def test_training_context_follows_a_changed_base_dir_and_never_writes_home(sm_ba
 
 def test_bad_hyperparameter_file_fails_with_the_parameter_named(sm_base):
     write_json(sm_base / "input" / "config" / "hyperparameters.json", {"epochs": "-1"})
-    with pytest.raises(HyperparameterError, match="epochs"):
+    with pytest.raises(SchemaError, match="epochs"):
         load_training_context(SPEC)
 
 
 def test_processing_context_gives_this_hosts_index(sm_base):
     write_json(sm_base / "config" / "resourceconfig.json",
                {"current_host": "algo-3", "hosts": ["algo-1", "algo-2", "algo-3"]})
-    write_json(sm_base / "config" / "processingjobconfig.json", {"ProcessingJobName": "job-1"})
     ctx = load_processing_context()
     assert (ctx.host_index, ctx.host_count) == (2, 3)
-    assert ctx.job_config["ProcessingJobName"] == "job-1"
-    assert ctx.paths.input("data") == sm_base / "processing" / "input" / "data"
+    assert ctx.output_name("report.json") == "report-algo-3.json"
+    assert ctx.paths.processing_input("data") == sm_base / "processing" / "input" / "data"
 
 
 def test_processing_context_defaults_to_one_host(sm_base):
     ctx = load_processing_context()
     assert (ctx.host_index, ctx.host_count, ctx.current_host) == (0, 1, "algo-1")
+    assert ctx.output_name("report.json") == "report.json"
 
 
 def test_failure_reason_is_written_trimmed_and_exit_code_is_non_zero(tmp_path):
@@ -84,14 +87,26 @@ def test_failure_reason_is_written_trimmed_and_exit_code_is_non_zero(tmp_path):
     assert text.startswith("no training data: ") and len(text) == 1024
 
 
-def test_unexpected_errors_are_reported_as_internal(tmp_path):
+@pytest.mark.parametrize("error", [KeyError("boom"), ValueError("boom"), FileNotFoundError("boom")])
+def test_errors_that_are_not_the_users_are_reported_as_internal(tmp_path, error):
+    """A numpy or torch ValueError deep inside is the suite's fault, not a bad input."""
     failure = tmp_path / "failure"
 
     def job():
-        raise KeyError("boom")
+        raise error
+
+    assert run_job(job, failure) == 1
+    assert failure.read_text().startswith(f"internal error: {type(error).__name__}: ")
+
+
+def test_the_users_mistakes_are_reported_as_they_stand(tmp_path):
+    failure = tmp_path / "failure"
+
+    def job():
+        raise MissingInputError("input folder /x does not exist")
 
     assert run_job(job, failure) == 2
-    assert failure.read_text().startswith("internal error: KeyError")
+    assert failure.read_text() == "input folder /x does not exist"
 
 
 def test_successful_job_writes_no_failure(tmp_path):
@@ -111,5 +126,5 @@ def test_sigterm_sets_the_stop_flag_instead_of_killing_and_the_old_handler_retur
 def test_malformed_config_json_is_a_clear_error(sm_base):
     (sm_base / "config").mkdir()
     (sm_base / "config" / "resourceconfig.json").write_text("{not json")
-    with pytest.raises(ValueError, match="resourceconfig.json is not valid JSON"):
+    with pytest.raises(UserError, match="resourceconfig.json is not valid JSON"):
         load_processing_context()

@@ -118,7 +118,7 @@ class ServingApp:
         config = self.predictor.config
         body = request.get_data(cache=False)
         try:
-            batch = codecs.decode(content_type, body, config.input_size)
+            batch = codecs.decode(content_type, body, config)
         except codecs.PayloadError as exc:
             return error(str(exc), 400)
         probabilities = self.predictor.predict(batch.images)

@@ -1,7 +1,8 @@
 """Request payloads in, prediction objects out, for every content type the server accepts.
 
-Every decoder returns uint8 N x S x S x 3 images (resized to the model's input size), their ids
-(None when the payload has none) and whether the request held one image or a batch.
+Every decoder returns uint8 N x S x S x 3 images (fitted to the model's input size with the model's
+own resize policy, as its training images were), their ids (None when the payload has none) and
+whether the request held one image or a batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 from shared.data import ImageDecodeError, fit_square, load_square_array
+from shared.errors import UserError
+from shared.models import ModelConfig, top_k
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
 NPY = "application/x-npy"
@@ -25,7 +28,7 @@ CONTENT_TYPES = (*IMAGE_TYPES, NPY, JSONLINES, JSON)
 ACCEPT_TYPES = (JSON, JSONLINES)
 
 
-class PayloadError(ValueError):
+class PayloadError(UserError):
     """The request body cannot be used; the message says why (answered with 400)."""
 
 
@@ -36,14 +39,14 @@ class Batch:
     single: bool
 
 
-def _image(data: bytes, size: int, where: str) -> np.ndarray:
+def _image(data: bytes, config: ModelConfig, where: str) -> np.ndarray:
     try:
-        return load_square_array(data, size)
+        return load_square_array(data, config.input_size, config.resize_policy)
     except ImageDecodeError as exc:
         raise PayloadError(f"{where}: {exc}") from None
 
 
-def _b64_image(record: object, size: int, where: str) -> tuple[np.ndarray, str | None]:
+def _b64_image(record: object, config: ModelConfig, where: str) -> tuple[np.ndarray, str | None]:
     if not isinstance(record, dict):
         raise PayloadError(f"{where}: expected an object with a base64 image under 'b64'")
     encoded = record.get("b64", record.get("image"))
@@ -54,10 +57,10 @@ def _b64_image(record: object, size: int, where: str) -> tuple[np.ndarray, str |
     except (binascii.Error, ValueError):
         raise PayloadError(f"{where}: 'b64' is not valid base64") from None
     image_id = record.get("id")
-    return _image(data, size, where), None if image_id is None else str(image_id)
+    return _image(data, config, where), None if image_id is None else str(image_id)
 
 
-def _npy(body: bytes, size: int) -> Batch:
+def _npy(body: bytes, config: ModelConfig) -> Batch:
     try:
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -70,18 +73,20 @@ def _npy(body: bytes, size: int) -> Batch:
                            f" {array.dtype} {array.shape}")
     if array.shape[0] == 0 or 0 in array.shape[1:3]:
         raise PayloadError(f"the array holds no pixels: shape {array.shape}")
+    size = config.input_size
     if array.shape[1:3] != (size, size):
-        array = np.stack([np.asarray(fit_square(Image.fromarray(a), size)) for a in array])
+        array = np.stack([np.asarray(fit_square(Image.fromarray(a), size, config.resize_policy))
+                          for a in array])
     return Batch(np.ascontiguousarray(array), [None] * len(array), single)
 
 
-def decode(content_type: str, body: bytes, size: int) -> Batch:
+def decode(content_type: str, body: bytes, config: ModelConfig) -> Batch:
     if not body:
         raise PayloadError("the request body is empty")
     if content_type in IMAGE_TYPES:
-        return Batch(_image(body, size, "image")[None], [None], True)
+        return Batch(_image(body, config, "image")[None], [None], True)
     if content_type == NPY:
-        return _npy(body, size)
+        return _npy(body, config)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -95,7 +100,7 @@ def decode(content_type: str, body: bytes, size: int) -> Batch:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise PayloadError(f"line {number}: not valid JSON ({exc.msg})") from None
-            image, image_id = _b64_image(record, size, f"line {number}")
+            image, image_id = _b64_image(record, config, f"line {number}")
             images.append(image)
             ids.append(image_id)
         if not images:
@@ -108,16 +113,14 @@ def decode(content_type: str, body: bytes, size: int) -> Batch:
     instances = payload.get("instances") if isinstance(payload, dict) else None
     if not isinstance(instances, list) or not instances:
         raise PayloadError('expected {"instances": [{"b64": "<base64 image>"}, ...]}')
-    decoded = [_b64_image(r, size, f"instance {i}") for i, r in enumerate(instances)]
+    decoded = [_b64_image(r, config, f"instance {i}") for i, r in enumerate(instances)]
     return Batch(np.stack([d[0] for d in decoded]), [d[1] for d in decoded], False)
 
 
 def prediction_objects(probabilities: np.ndarray, classes: list[str], ids: list[str | None],
-                       top_k: int) -> list[dict]:
-    k = min(top_k, len(classes))
+                       k: int) -> list[dict]:
     objects = []
-    for row, image_id in zip(probabilities, ids, strict=True):
-        order = np.argsort(-row, kind="stable")[:k]
+    for row, order, image_id in zip(probabilities, top_k(probabilities, k), ids, strict=True):
         best = int(order[0])
         obj = {
             "label": classes[best],

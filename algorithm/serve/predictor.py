@@ -8,36 +8,43 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from shared.models import ModelConfig, Normalise, load_artifact
+from shared.errors import MissingInputError
+from shared.models import ImageClassifier, ModelConfig, default_device, load_artifact
 
 log = logging.getLogger(__name__)
+POLL_S = 0.5  # how often a missing or changing artifact is looked at again
 
 
 class Predictor:
     """Loads the artifact on a background thread so /ping can answer 503 until it is ready.
 
-    A missing model folder is waited for (a local run may start the server first); a model that
-    exists but cannot be loaded is a permanent failure, reported by /ping. Each worker loads its
-    own copy, so a request can reach a worker still loading after another one answered /ping: it
-    waits for that load (`wait_if_loading`) instead of failing.
+    A missing or incomplete model is waited for (a local run may start the server first, or
+    while the model is still being written: hidden temporaries are not the model, and a model
+    folder is whole once its model.json is there). A model that cannot be loaded and has stopped
+    changing is a permanent failure, reported by /ping. Each worker loads its own copy, so a request
+    can reach a worker still loading after another one answered /ping: it waits for that load
+    (`wait_if_loading`) instead of failing.
     """
 
     def __init__(self, model_path: Path, micro_batch: int = 64) -> None:
         self.model_path = Path(model_path)
         self.micro_batch = micro_batch
-        self.model: torch.nn.Module | None = None
-        self.config: ModelConfig | None = None
+        self.model: ImageClassifier | None = None
         self.error: str | None = None
         self.loading = False  # an artifact is there and being read
         self._settled = threading.Event()  # loading ended, with a model or an error
         self._lock = threading.Lock()  # one forward pass at a time per worker: no oversubscription
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = default_device()
 
     @property
     def ready(self) -> bool:
         return self.model is not None
+
+    @property
+    def config(self) -> ModelConfig:
+        assert self.model is not None
+        return self.model.config
 
     def start(self) -> Predictor:
         self.loading = self._has_artifact()  # before the worker accepts its first request
@@ -50,32 +57,63 @@ class Predictor:
             self._settled.wait(timeout)
         return self.ready
 
-    def _has_artifact(self) -> bool:
+    def _state(self) -> list[tuple[str, int, int]]:
+        """Name, size and modification time of what the artifact path holds (hidden files aside)."""
         path = self.model_path
-        return path.is_file() or (path.is_dir() and any(path.iterdir()))
+        if path.is_file():
+            return [(path.name, path.stat().st_size, path.stat().st_mtime_ns)]
+        if not path.is_dir():
+            return []
+        entries = []
+        for p in sorted(path.iterdir()):
+            if not p.name.startswith("."):
+                try:
+                    stat = p.stat()
+                except FileNotFoundError:  # replaced while we looked
+                    continue
+                entries.append((p.name, stat.st_size, stat.st_mtime_ns))
+        return entries
+
+    def _has_artifact(self) -> bool:
+        return bool(self._state())
 
     def _load(self) -> None:
-        waited = False
-        while not self._has_artifact():
-            if not waited:
-                log.warning("waiting for a model artifact at %s", self.model_path)
-                waited = True
-            time.sleep(0.5)
-        self.loading = True
-        try:
-            model, config = load_artifact(self.model_path)
-            self.config = config
-            self.model = torch.nn.Sequential(Normalise(config.mean, config.std), model).eval().to(
-                self.device)
-        except Exception as exc:  # any failure must show on /ping rather than kill the worker
-            self.error = f"the model could not be loaded: {exc}"
-            log.error(self.error)
-            return
-        finally:
-            self.loading = False
-            self._settled.set()
+        said = ""
+        while True:
+            state = self._state()
+            if state:
+                self.loading = True
+                try:
+                    model = load_artifact(self.model_path).place(self.device)
+                    break
+                except MissingInputError as exc:  # not whole yet: model.json is written last
+                    reason = str(exc)
+                except Exception as exc:  # corrupt, or caught mid-copy: tell them apart by waiting
+                    time.sleep(POLL_S)
+                    if self._state() == state:
+                        self._fail(f"the model could not be loaded: {exc}")
+                        return
+                    reason = f"{self.model_path} is still being written"
+                self.loading = False
+            else:
+                reason = f"no model artifact at {self.model_path} yet"
+            if reason != said:
+                log.warning("waiting for the model: %s", reason)
+                said = reason
+            time.sleep(POLL_S)
+        config = model.config
+        self.model = model
+        self.loading = False
+        self._settled.set()
         log.info("model loaded: %s, %d classes, input %dx%d", config.architecture,
                  config.num_classes, config.input_size, config.input_size)
+
+    def _fail(self, error: str) -> None:
+        """A permanent failure: /ping reports it; requests get a 503 with it."""
+        self.error = error
+        log.error(error)
+        self.loading = False
+        self._settled.set()
 
     def load_now(self) -> Predictor:
         """Load in the calling thread (benchmarks, the pipeline runner)."""
@@ -84,14 +122,8 @@ class Predictor:
             raise RuntimeError(self.error)
         return self
 
-    @torch.inference_mode()
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for uint8 N x S x S x 3 images, run in bounded micro-batches."""
         assert self.model is not None
-        out = []
         with self._lock:
-            for start in range(0, len(images), self.micro_batch):
-                chunk = torch.from_numpy(images[start:start + self.micro_batch])
-                logits = self.model(chunk.permute(0, 3, 1, 2).to(self.device))
-                out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        return np.concatenate(out)
+            return self.model.probabilities(images, self.micro_batch)

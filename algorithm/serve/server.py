@@ -17,7 +17,7 @@ from algorithm.serve.app import ServingApp
 from algorithm.serve.predictor import Predictor
 from algorithm.serve.settings import ServerSettings
 from algorithm.serve.worker import TimedSocket, TimedThreadWorker
-from shared.sagemaker import TrainingPaths
+from shared.sagemaker import JobPaths
 
 log = logging.getLogger(__name__)
 GRACEFUL_TIMEOUT = 20
@@ -50,7 +50,7 @@ class ModelServer(BaseApplication):
 
     def load(self):
         torch.set_num_threads(self.settings.torch_threads)
-        predictor = Predictor(TrainingPaths.current().model, self.settings.micro_batch).start()
+        predictor = Predictor(JobPaths.current().model, self.settings.micro_batch).start()
         return ServingApp(predictor, self.settings)
 
 

@@ -1,7 +1,8 @@
 """The server's configuration, read from the environment variables SageMaker sets.
 
-Port, workers and timeout come from sagemaker-inference's `Environment` (the variables every
-SageMaker serving container honours); the rest are this server's own, named in the same style.
+Port and timeout come from sagemaker-inference's `Environment` (the variables every SageMaker
+serving container honours); the rest are declared below, named in the same style, and checked
+with the same rules as every flag and hyperparameter (`shared.schema`).
 """
 
 from __future__ import annotations
@@ -11,20 +12,32 @@ from dataclasses import dataclass
 
 from sagemaker_inference.environment import Environment
 
-from shared.data import default_workers
+from shared import schema
+from shared.cpus import default_workers
+from shared.schema import setting
 
 
-def _positive(name: str, default: float, cast=int):
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a valid {cast.__name__}") from None
-    if value <= 0:
-        raise ValueError(f"{name}={raw!r} must be positive")
-    return value
+@dataclass(frozen=True)
+class ServerEnvironment:
+    """The variables this server reads, by name; each one optional."""
+
+    SAGEMAKER_MODEL_SERVER_WORKERS: int | None = setting(
+        None, min=1, help="worker processes (default: one per GPU, else one per CPU)")
+    SAGEMAKER_MAX_PAYLOAD_IN_MB: float = setting(6.0, above=0, help="largest request body")
+    SAGEMAKER_MICRO_BATCH_SIZE: int = setting(64, min=1, help="images per forward pass")
+    SAGEMAKER_TOP_K: int = setting(5, min=1, help="classes listed per prediction")
+    SAGEMAKER_SERVER_THREADS_PER_WORKER: int = setting(4, min=1, help="requests a worker holds")
+    SAGEMAKER_SERVER_READ_TIMEOUT: float = setting(60.0, above=0, help="seconds a client may stay"
+                                                                       " silent mid-request")
+
+    @classmethod
+    def read(cls) -> ServerEnvironment:
+        names = {f.name for f, _ in schema.fields_of(cls)}
+        given = {k: v for k, v in os.environ.items() if k in names and v != ""}
+        return schema.from_strings(cls, given, what="environment variable")
+
+
+schema.check_defaults(ServerEnvironment)
 
 
 @dataclass(frozen=True)
@@ -42,19 +55,19 @@ class ServerSettings:
     @classmethod
     def from_environment(cls) -> ServerSettings:
         env = Environment()
+        ours = ServerEnvironment.read()
         import torch
 
-        gpus = torch.cuda.device_count()
-        workers = _positive("SAGEMAKER_MODEL_SERVER_WORKERS", gpus or default_workers())
+        workers = ours.SAGEMAKER_MODEL_SERVER_WORKERS or torch.cuda.device_count() or default_workers()
         return cls(
             port=int(env.inference_http_port),
             workers=workers,
             timeout=int(env.model_server_timeout),
-            max_payload_mb=_positive("SAGEMAKER_MAX_PAYLOAD_IN_MB", 6.0, float),
-            micro_batch=_positive("SAGEMAKER_MICRO_BATCH_SIZE", 64),
-            top_k=_positive("SAGEMAKER_TOP_K", 5),
-            threads_per_worker=_positive("SAGEMAKER_SERVER_THREADS_PER_WORKER", 4),
+            max_payload_mb=ours.SAGEMAKER_MAX_PAYLOAD_IN_MB,
+            micro_batch=ours.SAGEMAKER_MICRO_BATCH_SIZE,
+            top_k=ours.SAGEMAKER_TOP_K,
+            threads_per_worker=ours.SAGEMAKER_SERVER_THREADS_PER_WORKER,
             # Workers share the cores: each gets its slice, so they do not oversubscribe.
             torch_threads=max(1, default_workers() // workers),
-            read_timeout=_positive("SAGEMAKER_SERVER_READ_TIMEOUT", 60.0, float),
+            read_timeout=ours.SAGEMAKER_SERVER_READ_TIMEOUT,
         )

@@ -3,16 +3,14 @@
 Used by the explainability component, and meant for the pipelines and serve-time explanations too.
 """
 
-from shared.attribution.baselines import BASELINES, gaussian_blur, make_baselines
+from shared.attribution.baselines import gaussian_blur, make_baselines
 from shared.attribution.batching import auto_internal_batch_size
 from shared.attribution.integrated import (
     COMPLETENESS_FLOOR,
     COMPLETENESS_TOLERANCE,
-    METHODS,
     Attributions,
     Explainer,
     IGSettings,
-    default_device,
     explained_function,
 )
 from shared.attribution.maps import ClassMeanMaps, attribution_map, mass_fraction, normalised_map
@@ -20,11 +18,9 @@ from shared.attribution.render import save_heatmap
 from shared.attribution.store import KEY_RULE, NpzWriter, attribution_key, image_id_of
 
 __all__ = [
-    "BASELINES",
     "COMPLETENESS_FLOOR",
     "COMPLETENESS_TOLERANCE",
     "KEY_RULE",
-    "METHODS",
     "Attributions",
     "ClassMeanMaps",
     "Explainer",
@@ -33,7 +29,6 @@ __all__ = [
     "attribution_key",
     "attribution_map",
     "auto_internal_batch_size",
-    "default_device",
     "explained_function",
     "gaussian_blur",
     "image_id_of",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-BASELINES = ("black", "blur", "noise")
+from shared.choices import IG_BASELINES
 
 
 def blur_sigma(height: int, width: int) -> float:
@@ -52,4 +52,4 @@ def make_baselines(kind: str, images: torch.Tensor, positions: list[int] | np.nd
         noise = np.stack([np.random.default_rng([seed, int(p)]).uniform(0.0, 255.0, shape)
                           for p in positions]).astype(np.float32)
         return torch.from_numpy(noise).to(images.device)
-    raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}")
+    raise ValueError(f"unknown baseline {kind!r}; choose one of {', '.join(IG_BASELINES)}")

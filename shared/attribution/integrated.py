@@ -19,15 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel
-from torch import nn
 
-from shared.attribution.baselines import BASELINES, make_baselines
+from shared.attribution.baselines import make_baselines
 from shared.attribution.batching import auto_internal_batch_size
-from shared.models import ModelConfig, Normalise
+from shared.choices import IG_BASELINES, IG_METHODS
+from shared.models import ImageClassifier
 
 log = logging.getLogger(__name__)
 
-METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 # Completeness: |delta| <= TOLERANCE x max(|F(x) - F(baseline)|, FLOOR). The floor is one logit:
 # when input and baseline score almost the same there is little to explain, and 5% of one logit is
 # a 5% change in the odds, while a purely relative rule would fail on rounding noise.
@@ -54,11 +53,12 @@ class IGSettings:
     def __post_init__(self) -> None:
         if self.n_steps < 1:
             raise ValueError(f"n_steps must be at least 1, not {self.n_steps}")
-        if self.method not in METHODS:
+        if self.method not in IG_METHODS:
             raise ValueError(f"unknown integration method {self.method!r}; choose one of"
-                             f" {', '.join(METHODS)}")
-        if self.baseline not in BASELINES:
-            raise ValueError(f"unknown baseline {self.baseline!r}; choose one of {', '.join(BASELINES)}")
+                             f" {', '.join(IG_METHODS)}")
+        if self.baseline not in IG_BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}; choose one of"
+                             f" {', '.join(IG_BASELINES)}")
         if self.internal_batch_size is not None and self.internal_batch_size < 1:
             raise ValueError("internal_batch_size must be at least 1")
 
@@ -88,27 +88,22 @@ class Attributions:
         return self.relative_error <= COMPLETENESS_TOLERANCE
 
 
-def explained_function(model: nn.Module, config: ModelConfig) -> nn.Module:
+def explained_function(classifier: ImageClassifier) -> ImageClassifier:
     """Pixels (float, 0..255) -> logits; parameters frozen so backward computes input gradients only."""
-    forward = nn.Sequential(Normalise(config.mean, config.std), model).eval()
-    for parameter in forward.parameters():
+    for parameter in classifier.parameters():
         parameter.requires_grad_(False)
-    return forward
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return classifier.eval()
 
 
 class Explainer:
     """Predictions and integrated-gradients attributions for uint8 N x H x W x 3 images."""
 
-    def __init__(self, model: nn.Module, config: ModelConfig, settings: IGSettings,
+    def __init__(self, classifier: ImageClassifier, settings: IGSettings,
                  device: torch.device | None = None) -> None:
-        self.config = config
+        self.config = config = classifier.config
         self.settings = settings
-        self.device = device or default_device()
-        self.forward = explained_function(model, config).to(self.device)
+        self.forward = explained_function(classifier).place(device)
+        self.device = self.forward.device
         self.input_shape = (3, config.input_size, config.input_size)
         self.batch_size = settings.internal_batch_size or auto_internal_batch_size(
             self.forward, self.input_shape, self.device)

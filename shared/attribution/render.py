@@ -13,19 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from shared.attribution.maps import attribution_map
+from shared.plotting import pyplot, save_figure
 
 CLIP_PERCENTILE = 99.0
 PANEL_INCHES = 3.0
 DPI = 80
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display in a processing job
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def symmetric_limit(m: np.ndarray) -> float:
@@ -39,7 +31,7 @@ def save_heatmap(path: Path, image: np.ndarray, values: np.ndarray, title: str,
 
     `signed_map` (H x W) replaces the channel sum of `values` when given (per-class mean maps).
     """
-    plt = _pyplot()
+    plt = pyplot()
     m = attribution_map(values) if signed_map is None else np.asarray(signed_map, np.float32)
     limit = symmetric_limit(m)
     grey = np.asarray(image, np.float32).mean(axis=-1)
@@ -58,7 +50,4 @@ def save_heatmap(path: Path, image: np.ndarray, values: np.ndarray, title: str,
         ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=DPI)

@@ -1,12 +1,11 @@
 """Reading images and the processed-dataset format."""
 
+from shared.cpus import default_workers
 from shared.data.dataset import (
     DatasetFormatError,
     DatasetWriter,
+    ManifestRecord,
     ProcessedDataset,
-    replace_folder,
-    staging_folder,
-    write_json_atomic,
 )
 from shared.data.discovery import (
     ImageFile,
@@ -18,15 +17,13 @@ from shared.data.discovery import (
 from shared.data.images import (
     IMAGE_SUFFIXES,
     MAX_PIXELS,
-    RESIZE_POLICIES,
     ImageDecodeError,
-    default_workers,
     fit_square,
     load_rgb,
     load_square_array,
 )
 from shared.data.parallel import Decoded, decode_images
-from shared.data.pool import DecodedPool, decode_to_pool, scratch_folder
+from shared.data.pool import DecodedPool, decode_to_pool, decode_usable, scratch_folder
 
 __all__ = [
     "DatasetFormatError",
@@ -37,10 +34,11 @@ __all__ = [
     "ImageDecodeError",
     "ImageFile",
     "MAX_PIXELS",
+    "ManifestRecord",
     "ProcessedDataset",
-    "RESIZE_POLICIES",
     "decode_images",
     "decode_to_pool",
+    "decode_usable",
     "default_workers",
     "fit_square",
     "host_share",
@@ -49,8 +47,5 @@ __all__ = [
     "list_labelled_images",
     "load_rgb",
     "load_square_array",
-    "replace_folder",
     "scratch_folder",
-    "staging_folder",
-    "write_json_atomic",
 ]

@@ -1,28 +1,35 @@
 """The processed-dataset format that processing writes and training, monitoring and explainability read.
 
-    <dir>/shard-<prefix>-00000.npy   uint8 N x H x W x 3, each file under a size bound
-    <dir>/manifest.jsonl             one line per image: id, source, label, label_index, shard, row
-    <dir>/classes.json               class names in index order (when labelled)
-    <dir>/report.json                what the job did and skipped
+    <dir>/shard-00000.npy     uint8 N x H x W x 3, each file under a size bound
+    <dir>/manifest.jsonl      one line per image: id, source, label, label_index, shard, row
+    <dir>/classes.json        class names in index order (when labelled)
+    <dir>/report.json         what the job did and skipped
 
 The writer fills a hidden sibling folder and renames it into place only when everything is written,
 so a crashed job never leaves a folder that looks complete. Several hosts writing into one S3 prefix
-use distinct prefixes: shards and manifests (`manifest-<prefix>.jsonl`) never collide, and the
-reader merges all manifests it finds.
+name their files per host (`shard-00000-algo-2.npy`, `manifest-algo-2.jsonl`: see
+`shared.sagemaker.paths.per_host_name`), so they never collide, and the reader merges every
+manifest it finds. The reader trusts no manifest line: each row must point at an existing image of
+a shard in the folder itself, and each label at one of the classes.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from shared import schema
+from shared.atomic import replace_folder, staging_folder
+from shared.errors import UserError
+from shared.sagemaker.paths import per_host_name
+from shared.schema import setting
 
 MANIFEST = "manifest.jsonl"
 CLASSES = "classes.json"
@@ -32,50 +39,31 @@ MB = 1_000_000
 SHARD_NAME = re.compile(r"shard-[A-Za-z0-9_.-]*\.npy")  # no separators: nothing outside the folder
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON beside its final name and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-
-
-def replace_folder(staged: Path, final: Path) -> None:
-    """Move a fully written folder to its final name, replacing any earlier one."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-
-
-def staging_folder(final: Path) -> Path:
-    """A hidden sibling of `final` to write into (same file system, so the rename is atomic).
-
-    Hidden siblings that a killed run of the job left behind are removed first: one job writes a
-    folder at a time (two at once would replace each other's output anyway).
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    for pattern in (f".{final.name}.partial-*", f".{final.name}.old-*"):
-        for stale in final.parent.glob(pattern):
-            shutil.rmtree(stale, ignore_errors=True)
-    staged = final.with_name(f".{final.name}.partial-{uuid.uuid4().hex}")
-    staged.mkdir()
-    return staged
-
-
 def rows_per_shard(image_shape: tuple[int, int], max_shard_mb: float) -> int:
     row_bytes = image_shape[0] * image_shape[1] * 3
     rows = int((max_shard_mb * MB - NPY_HEADER_BYTES) // row_bytes)
     if rows < 1:
-        raise ValueError(
+        raise UserError(
             f"one {image_shape[0]}x{image_shape[1]} image ({row_bytes:,} bytes) does not fit in a"
             f" {max_shard_mb} MB shard; raise the shard size bound"
         )
     return rows
+
+
+@dataclass(frozen=True)
+class ManifestRecord:
+    """One manifest line: an image's id, where it came from, its label, and where its pixels are."""
+
+    id: str = setting(min_length=1)
+    shard: str = setting(min_length=1)
+    row: int = setting(min=0)
+    source: str = setting("")
+    label: str | None = setting(None)
+    label_index: int | None = setting(None, min=0)
+    channel: str | None = setting(None)  # the input channel it came from (processing train)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in schema.to_json(self).items() if k != "channel" or v is not None}
 
 
 class DatasetWriter:
@@ -88,24 +76,25 @@ class DatasetWriter:
         *,
         classes: list[str] | None = None,
         max_shard_mb: float = 6.0,
-        prefix: str = "",
+        host: str | None = None,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.image_shape = (image_size, image_size)
         self.classes = classes
         self._class_index = {c: i for i, c in enumerate(classes)} if classes is not None else None
         self.rows_per_shard = rows_per_shard(self.image_shape, max_shard_mb)
-        self.prefix = prefix
+        self.host = host  # several hosts share the output: file names carry this one's name
         self._staged = staging_folder(self.out_dir)
         self._buffer: list[np.ndarray] = []
-        self._records: list[dict[str, Any]] = []
+        self._records: list[ManifestRecord] = []
         self._shard_count = 0
         self._ids: set[str] = set()
 
     def _shard_name(self, number: int) -> str:
-        return f"shard-{self.prefix + '-' if self.prefix else ''}{number:05d}.npy"
+        return per_host_name(f"shard-{number:05d}.npy", self.host)
 
-    def add(self, image: np.ndarray, image_id: str, source: str, label: str | None = None) -> None:
+    def add(self, image: np.ndarray, image_id: str, source: str, label: str | None = None,
+            channel: str | None = None) -> None:
         if image.dtype != np.uint8 or image.shape != (*self.image_shape, 3):
             raise ValueError(f"image {image_id} is {image.dtype} {image.shape}, expected uint8 "
                              f"{(*self.image_shape, 3)}")
@@ -117,14 +106,8 @@ class DatasetWriter:
                 raise ValueError(f"label {label!r} of {image_id} is not one of the classes")
             label_index = self._class_index[label]
         self._ids.add(image_id)
-        self._records.append({
-            "id": image_id,
-            "source": source,
-            "label": label,
-            "label_index": label_index,
-            "shard": self._shard_name(self._shard_count),
-            "row": len(self._buffer),
-        })
+        self._records.append(ManifestRecord(image_id, self._shard_name(self._shard_count),
+                                            len(self._buffer), source, label, label_index, channel))
         self._buffer.append(image)
         if len(self._buffer) == self.rows_per_shard:
             self._flush()
@@ -142,14 +125,13 @@ class DatasetWriter:
     def commit(self, report: dict[str, Any]) -> Path:
         """Write the remaining shard, manifest, classes and report; then publish the folder."""
         self._flush()
-        manifest = f"manifest-{self.prefix}.jsonl" if self.prefix else MANIFEST
-        with open(self._staged / manifest, "w") as f:
+        with open(self._staged / per_host_name(MANIFEST, self.host), "w") as f:
             for record in self._records:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(record.to_json()) + "\n")
         if self.classes is not None:
             (self._staged / CLASSES).write_text(json.dumps(self.classes) + "\n")
-        report_name = f"report-{self.prefix}.json" if self.prefix else REPORT
-        (self._staged / report_name).write_text(json.dumps(report, indent=2) + "\n")
+        (self._staged / per_host_name(REPORT, self.host)).write_text(json.dumps(report, indent=2)
+                                                                     + "\n")
         replace_folder(self._staged, self.out_dir)
         return self.out_dir
 
@@ -164,7 +146,7 @@ class DatasetWriter:
             self.abort()
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(UserError):
     """A folder that is not a complete processed dataset."""
 
 
@@ -181,17 +163,15 @@ class ProcessedDataset:
                 f"{self.root} is not a processed dataset: it has no {MANIFEST}"
                 " (is it the output of the processing component?)"
             )
-        self.records: list[dict[str, Any]] = []
+        self.records: list[ManifestRecord] = []
         for manifest in manifests:
             with open(manifest) as f:
-                self.records.extend(json.loads(line) for line in f if line.strip())
-        classes_file = self.root / CLASSES
-        self.classes: list[str] | None = (
-            json.loads(classes_file.read_text()) if classes_file.exists() else None
-        )
+                self.records.extend(self._record(manifest.name, number, line)
+                                    for number, line in enumerate(f, start=1) if line.strip())
+        self.classes = self._classes()
         self._shards: dict[str, np.ndarray] = {}
-        for name in sorted({r["shard"] for r in self.records}):
-            if not (isinstance(name, str) and SHARD_NAME.fullmatch(name)):
+        for name in sorted({r.shard for r in self.records}):
+            if not SHARD_NAME.fullmatch(name):
                 raise DatasetFormatError(f"{self.root}: manifest names {name!r}, which is not a shard"
                                          " file name (shard-*.npy in the dataset folder itself)")
             path = self.root / name
@@ -202,37 +182,63 @@ class ProcessedDataset:
         if len(shapes) > 1:
             raise DatasetFormatError(f"{self.root}: shards have different image shapes {shapes}")
         self.image_shape: tuple[int, int, int] | None = shapes.pop() if shapes else None
-        for r in self.records:
-            if r["row"] >= len(self._shards[r["shard"]]):
-                raise DatasetFormatError(f"{self.root}: {r['shard']} has no row {r['row']}")
+        for r in self.records:  # every row is an image of its shard, every label one of the classes
+            if r.row >= len(self._shards[r.shard]):
+                raise DatasetFormatError(f"{self.root}: {r.shard} has no row {r.row} ({r.id})")
+            if r.label_index is not None and (self.classes is None
+                                              or r.label_index >= len(self.classes)):
+                raise DatasetFormatError(f"{self.root}: {r.id} has label_index {r.label_index},"
+                                         f" but {CLASSES} names {len(self.classes or [])} classes")
+
+    def _record(self, manifest: str, number: int, line: str) -> ManifestRecord:
+        where = f"{self.root}/{manifest} line {number}"
+        try:
+            return schema.from_json(ManifestRecord, json.loads(line), where)
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(f"{where} is not valid JSON: {exc}") from None
+        except schema.SchemaError as exc:
+            raise DatasetFormatError(str(exc)) from None
+
+    def _classes(self) -> list[str] | None:
+        path = self.root / CLASSES
+        if not path.exists():
+            return None
+        try:
+            names = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DatasetFormatError(f"{path} is not valid JSON: {exc}") from None
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)
+                and len(set(names)) == len(names)):
+            raise DatasetFormatError(f"{path} must be a list of distinct class names")
+        return names
 
     def __len__(self) -> int:
         return len(self.records)
 
     @property
     def labelled(self) -> bool:
-        return bool(self.records) and all(r.get("label_index") is not None for r in self.records)
+        return bool(self.records) and all(r.label_index is not None for r in self.records)
 
     @property
     def labels(self) -> np.ndarray:
         """Class index per image, -1 where unknown."""
         return np.array(
-            [-1 if r.get("label_index") is None else r["label_index"] for r in self.records],
+            [-1 if r.label_index is None else r.label_index for r in self.records],
             dtype=np.int64,
         )
 
     @property
     def ids(self) -> list[str]:
-        return [r["id"] for r in self.records]
+        return [r.id for r in self.records]
 
     def image(self, index: int) -> np.ndarray:
         record = self.records[index]
-        return np.asarray(self._shards[record["shard"]][record["row"]])
+        return np.asarray(self._shards[record.shard][record.row])
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int, str]:
         record = self.records[index]
-        label = record.get("label_index")
-        return self.image(index), (-1 if label is None else label), record["id"]
+        label = record.label_index
+        return self.image(index), (-1 if label is None else label), record.id
 
     def images(self, indices: list[int] | np.ndarray | None = None) -> np.ndarray:
         """Stack the given images (all by default) into one N x H x W x 3 array."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from shared.data.images import is_image_name
+from shared.errors import MissingInputError
 
 T = TypeVar("T")
 
@@ -30,9 +31,9 @@ def _walk_images(root: Path) -> list[Path]:
 
 def _require_folder(root: Path) -> None:
     if not root.exists():
-        raise FileNotFoundError(f"input folder {root} does not exist")
+        raise MissingInputError(f"input folder {root} does not exist")
     if not root.is_dir():
-        raise NotADirectoryError(f"input {root} is not a folder")
+        raise MissingInputError(f"input {root} is not a folder")
 
 
 def list_images(root: Path) -> list[ImageFile]:

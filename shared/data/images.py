@@ -8,23 +8,24 @@ bombs from the header, before any pixel is decoded.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from shared.choices import RESIZE_POLICIES
+from shared.errors import UserError
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # The only decoders untrusted bytes reach, whatever a file is named. Pillow knows some 40 formats,
 # each one more decoder to attack (its EPS reader even runs Ghostscript when one is installed).
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")  # JPEG includes multi-picture (MPO) files
 MAX_PIXELS = 64_000_000  # ~8000x8000; above this an image is refused, not decoded
-RESIZE_POLICIES = ("crop", "pad")
 PAD_VALUE = 0
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(UserError):
     """An image that cannot be used; the message says why in plain words."""
 
 
@@ -125,8 +126,3 @@ def load_square_array(
     """Decode and fit an image in one step: a size x size x 3 uint8 array."""
     image = load_rgb(source, max_pixels=max_pixels, draft_size=size)
     return np.asarray(fit_square(image, size, policy), dtype=np.uint8)
-
-
-def default_workers() -> int:
-    """CPUs this process may use (the container's share, not the host's count)."""
-    return max(1, len(os.sched_getaffinity(0)))

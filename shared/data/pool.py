@@ -2,8 +2,9 @@
 
 The decoding workers write their rows straight into the array (see `decode_images(out=...)`), so
 data larger than memory is fine and the parent handles only small records. Rows of files that
-failed are closed up afterwards: row k of `images` is `files[k]`. What counts as too many failures
-is each component's own policy.
+failed are closed up afterwards: row k of `images` is `files[k]`. Files that cannot be used are
+skipped with their reason; `decode_usable` fails the job when too few are left (each component
+says how many it needs).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from shared.data.discovery import ImageFile
 from shared.data.parallel import decode_images
+from shared.errors import UserError
 
 log = logging.getLogger(__name__)
 SCRATCH_PREFIX = ".scratch-"
@@ -76,3 +78,26 @@ def decode_to_pool(files: list[ImageFile], *, size: int, policy: str, workers: i
     log.info("%d images decoded, %d skipped", len(rows), len(skipped))
     return DecodedPool([files[i] for i in rows], images[: len(rows)], digests, sizes, skipped,
                        len(files))
+
+
+def decode_usable(files: list[ImageFile], *, size: int, policy: str, workers: int, scratch: Path,
+                  what: str, min_images: int = 1, max_bad_fraction: float = 1.0) -> DecodedPool:
+    """`decode_to_pool`, then a clear failure when fewer than `min_images` files, or more than
+    `max_bad_fraction` of them, could not be used; the first problem is named."""
+    if not files:
+        raise UserError(f"the input holds no {what} image files (looked for .jpg .jpeg .png .bmp"
+                        " .gif .webp .tif .tiff, hidden files ignored)")
+    pool = decode_to_pool(files, size=size, policy=policy, workers=workers, scratch=scratch)
+    first = (f"; first problem: {pool.skipped[0]['path']}: {pool.skipped[0]['reason']}"
+             if pool.skipped else "")
+    if not pool.files:
+        raise UserError(f"none of the {len(files)} {what} images could be decoded{first}")
+    if len(pool.files) < min_images:
+        raise UserError(f"only {len(pool.files)} of the {len(files)} {what} images could be used;"
+                        f" at least {min_images} are needed{first}")
+    bad = len(pool.skipped) / len(files)
+    if bad > max_bad_fraction:
+        raise UserError(f"{len(pool.skipped)} of {len(files)} {what} images ({bad:.0%}) could not"
+                        f" be used, more than the allowed {max_bad_fraction:.0%}"
+                        f" (--max-bad-fraction){first}")
+    return pool

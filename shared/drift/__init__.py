@@ -11,7 +11,6 @@ Components use only this interface; alibi-detect (Business Source License) is im
 
 from shared.drift.detector import DriftDetector, DriftResult, Window, reference_sample, windows
 from shared.drift.encoders import (
-    ENCODER_KINDS,
     MODEL,
     UNTRAINED,
     Encoder,
@@ -28,7 +27,6 @@ __all__ = [
     "DetectorFormatError",
     "DriftDetector",
     "DriftResult",
-    "ENCODER_KINDS",
     "Encoder",
     "EncoderFormatError",
     "EncoderSpec",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from shared.drift import alibi
-from shared.drift.encoders import Encoder, build_encoder
+from shared.drift.encoders import Encoder, EncoderFormatError, build_encoder
 from shared.drift.mmd import MMDResult, permutation_test
 from shared.drift.storage import DetectorConfig, DetectorFormatError, read_detector, write_detector
 
@@ -152,6 +152,6 @@ class DriftDetector:
         config, weights, reference = read_detector(folder)
         try:
             encoder = build_encoder(config.encoder, weights, device)
-        except ValueError as exc:
+        except EncoderFormatError as exc:
             raise DetectorFormatError(f"{folder}: {exc}") from None
         return cls(encoder, reference, config)

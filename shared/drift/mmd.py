@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 BLOCK_ROWS = 1024
+MIN_SAMPLES = 2  # the unbiased MMD² needs two samples on each side
 DISTANCE_FLOOR = 1e-30  # alibi-detect clamps squared distances here before the exponential
 
 
@@ -128,9 +129,9 @@ def permutation_test(reference: np.ndarray, test: np.ndarray, sigma: list[float]
     another implementation's permutations exactly.
     """
     n_ref, n_test = len(reference), len(test)
-    if n_ref < 2 or n_test < 2:
-        raise ValueError(f"the MMD test needs at least 2 reference and 2 test samples, got {n_ref}"
-                         f" and {n_test}")
+    if n_ref < MIN_SAMPLES or n_test < MIN_SAMPLES:
+        raise ValueError(f"the MMD test needs at least {MIN_SAMPLES} reference and {MIN_SAMPLES}"
+                         f" test samples, got {n_ref} and {n_test}")
     if splits is None:
         if permutations < 1:
             raise ValueError("permutations must be at least 1")

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +23,23 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from shared.data import replace_folder, staging_folder
-from shared.drift.encoders import EncoderFormatError, EncoderSpec
+from shared import schema
+from shared.atomic import published_folder
+from shared.drift.encoders import EncoderSpec
+from shared.errors import UserError
 from shared.models import UnsafeArtifactError, read_safetensors_state
+from shared.schema import setting
+from shared.versions import library_versions
 
 FORMAT_VERSION = 1
 CONFIG = "detector.json"
 WEIGHTS = "encoder.safetensors"
 REFERENCE = "reference.npy"
 DETECTOR_KIND = "mmd"
+MAX_CONFIG_BYTES = 10 * 1024 * 1024  # read whole into memory: bounded, as model.json is
 
 
-class DetectorFormatError(ValueError):
+class DetectorFormatError(UserError):
     """A detector folder that cannot be used: missing, incomplete, altered or from another version."""
 
 
@@ -44,22 +47,22 @@ class DetectorFormatError(ValueError):
 class DetectorConfig:
     """detector.json: how the detector was made and how to test with it."""
 
-    encoder: EncoderSpec
-    sigma: list[float]  # Gaussian kernel bandwidth(s), inferred from the reference
-    p_value: float
-    permutations: int
-    seed: int
-    n_reference: int
-    reference: dict[str, Any] = field(default_factory=dict)  # where the reference came from
-    library_versions: dict[str, str] = field(default_factory=dict)
-    created: str = ""
-    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
-    detector_id: str = ""
-    format_version: int = FORMAT_VERSION
+    encoder: EncoderSpec = setting()
+    sigma: list[float] = setting(min_length=1, above=0,
+                                 help="Gaussian kernel bandwidth(s), inferred from the reference")
+    p_value: float = setting(above=0, below=1)
+    permutations: int = setting(min=1)
+    seed: int = setting(min=0)
+    n_reference: int = setting(min=2)
+    reference: dict[str, Any] = setting(default_factory=dict, help="where the reference came from")
+    library_versions: dict[str, str] = setting(default_factory=dict)
+    created: str = setting("")
+    files: dict[str, str] = setting(default_factory=dict, help="file name -> sha256")
+    detector_id: str = setting("")
+    format_version: int = setting(FORMAT_VERSION, choices=(FORMAT_VERSION,))
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["encoder"] = self.encoder.to_json()
+        data = schema.to_json(self)
         return {"format_version": self.format_version, "kind": DETECTOR_KIND,
                 "detector_id": self.detector_id,
                 **{k: v for k, v in data.items() if k not in ("format_version", "detector_id")},
@@ -87,44 +90,12 @@ class DetectorConfig:
         if data.get("kind") != DETECTOR_KIND:
             raise DetectorFormatError(f"{CONFIG} describes a {data.get('kind')!r} detector, not MMD")
         try:
-            encoder = EncoderSpec.from_json(data.get("encoder"))
-        except EncoderFormatError as exc:
-            raise DetectorFormatError(f"{CONFIG}: {exc}") from None
-        sigma, p_value = data.get("sigma"), data.get("p_value")
-        permutations, seed, n_ref = data.get("permutations"), data.get("seed"), data.get("n_reference")
-        if not (isinstance(sigma, list) and sigma
-                and all(_is_number(s) and s > 0 for s in sigma)):
-            raise DetectorFormatError(f"{CONFIG}: sigma must be a list of positive numbers")
-        if not _is_number(p_value) or not 0 < p_value < 1:
-            raise DetectorFormatError(f"{CONFIG}: p_value must be between 0 and 1")
-        for name, value, low in (("permutations", permutations, 1), ("seed", seed, 0),
-                                 ("n_reference", n_ref, 2)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-                raise DetectorFormatError(f"{CONFIG}: {name} must be an integer >= {low}")
-        files = data.get("files", {})
-        if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
-            raise DetectorFormatError(f"{CONFIG}: files must map names to sha256 strings")
-        for key in ("reference", "library_versions"):
-            if not isinstance(data.get(key, {}), dict):
-                raise DetectorFormatError(f"{CONFIG}: {key} must be an object")
-        return cls(encoder, [float(s) for s in sigma], float(p_value), permutations, seed, n_ref,
-                   dict(data.get("reference", {})),
-                   {str(k): str(v) for k, v in data.get("library_versions", {}).items()},
-                   str(data.get("created", "")), dict(files), str(data.get("detector_id", "")))
+            return schema.from_json(cls, data, CONFIG)
+        except schema.SchemaError as exc:
+            raise DetectorFormatError(str(exc)) from None
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for dist in ("alibi-detect", "torch", "numpy", "timm", "safetensors"):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
+schema.check_defaults(DetectorConfig)
 
 
 def _sha256(path: Path) -> str:
@@ -138,9 +109,7 @@ def _sha256(path: Path) -> str:
 def write_detector(folder: Path, config: DetectorConfig, weights: dict[str, torch.Tensor],
                    reference: np.ndarray) -> DetectorConfig:
     """Write the folder under a hidden name, then rename it into place; returns the stamped config."""
-    folder = Path(folder)
-    staged = staging_folder(folder)
-    try:
+    with published_folder(Path(folder)) as staged:
         save_file(weights, str(staged / WEIGHTS))
         np.save(staged / REFERENCE, np.ascontiguousarray(reference, dtype=np.float32),
                 allow_pickle=False)
@@ -149,10 +118,6 @@ def write_detector(folder: Path, config: DetectorConfig, weights: dict[str, torc
                           created=datetime.now(UTC).isoformat(timespec="seconds"))
         stamped = replace(stamped, detector_id=stamped.identity())
         (staged / CONFIG).write_text(json.dumps(stamped.to_json(), indent=2) + "\n")
-        replace_folder(staged, folder)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
     return stamped
 
 
@@ -165,6 +130,10 @@ def read_detector(folder: Path) -> tuple[DetectorConfig, dict[str, torch.Tensor]
     config_file = folder / CONFIG
     if not config_file.is_file():
         raise DetectorFormatError(f"{folder} is not a drift detector: it has no {CONFIG}")
+    size = config_file.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise DetectorFormatError(f"{config_file} is {size:,} bytes, larger than the"
+                                  f" {MAX_CONFIG_BYTES:,} a {CONFIG} may be")
     try:
         data = json.loads(config_file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,35 +1,35 @@
-"""timm models and the safetensors model artifact."""
+"""The suite's model: `ImageClassifier` (normalisation + timm network + `ModelConfig`) and its
+artifact, `model.safetensors` + `model.json`."""
 
-from shared.models.artifact import (
-    ModelConfig,
-    load_artifact,
-    load_config,
-    save_artifact,
-    write_tarball,
-)
+from shared.models.artifact import load_artifact, load_config, save_artifact, write_tarball
+from shared.models.classifier import ImageClassifier, NormalisedNetwork, default_device, top_k
+from shared.models.config import ModelConfig
 from shared.models.factory import (
-    Normalise,
     UnknownModelError,
     check_architecture,
     classifier_module,
-    create_model,
-    normalisation,
+    create_network,
 )
 from shared.models.safety import UnsafeArtifactError, read_safetensors_state, safe_extract
+from shared.models.weights import load_exact, load_matching
 
 __all__ = [
+    "ImageClassifier",
     "ModelConfig",
-    "Normalise",
+    "NormalisedNetwork",
     "UnknownModelError",
     "UnsafeArtifactError",
     "check_architecture",
     "classifier_module",
-    "create_model",
+    "create_network",
+    "default_device",
     "load_artifact",
     "load_config",
-    "normalisation",
+    "load_exact",
+    "load_matching",
     "read_safetensors_state",
     "safe_extract",
     "save_artifact",
+    "top_k",
     "write_tarball",
 ]

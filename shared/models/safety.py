@@ -12,18 +12,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from shared.errors import MissingInputError, UserError
+
 PICKLE_SIGNATURES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, torch.save's zip container
 MAX_ARTIFACT_BYTES = 4 * 1024**3
 
 
-class UnsafeArtifactError(ValueError):
+class UnsafeArtifactError(UserError):
     """An artifact refused because reading it could run code or write outside its folder."""
 
 
 def read_safetensors_state(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
+        raise MissingInputError(f"weights file {path} does not exist")
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(PICKLE_SIGNATURES):
@@ -37,11 +39,13 @@ def read_safetensors_state(path: Path) -> dict[str, torch.Tensor]:
         raise UnsafeArtifactError(f"{path} is not a valid safetensors file: {exc}") from None
 
 
-def safe_extract(archive: Path, dest: Path, *, allowed: frozenset[str] | None = None) -> list[Path]:
+def safe_extract(archive: Path, dest: Path, *, allowed: frozenset[str] | None = None,
+                 max_bytes: dict[str, int] | None = None) -> list[Path]:
     """Extract regular files of a tar(.gz) into `dest`, refusing anything that could escape it.
 
     Absolute names, `..`, links, devices, a file name given twice and oversized content are refused;
-    `allowed` limits which file names (base names) are extracted at all.
+    `allowed` limits which file names (base names) are extracted at all, and `max_bytes` bounds
+    some of them by name, checked from the archive's header before a byte is written.
     """
     dest = Path(dest).resolve()
     extracted = []
@@ -61,6 +65,10 @@ def safe_extract(archive: Path, dest: Path, *, allowed: frozenset[str] | None = 
                     raise UnsafeArtifactError(f"{archive}: entry {name!r} is not a regular file")
                 if allowed is not None and Path(name).name not in allowed:
                     continue
+                limit = (max_bytes or {}).get(Path(name).name)
+                if limit is not None and member.size > limit:
+                    raise UnsafeArtifactError(f"{archive}: {name} is {member.size:,} bytes, larger"
+                                              f" than the {limit:,} it may be")
                 total += member.size
                 if total > MAX_ARTIFACT_BYTES:
                     raise UnsafeArtifactError(f"{archive}: content larger than {MAX_ARTIFACT_BYTES:,} bytes")

@@ -2,18 +2,19 @@
 
 SageMaker shows the first 1024 characters of `output/failure` (training jobs) or `output/message`
 (processing jobs) as the job's FailureReason, so the reason comes first and the traceback goes to
-the log only.
+the log only. The user's mistakes (`shared.errors.UserError`) are reported as they stand; anything
+else is the suite's own fault and says so: "internal error: ...".
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.errors import UserError
 from shared.sagemaker.stop import SigtermInterrupts
 
 FAILURE_REASON_LIMIT = 1024
@@ -23,10 +24,8 @@ SIGTERM_REASON = ("stopped by SIGTERM before the job finished; nothing partial w
 log = logging.getLogger(__name__)
 
 
-class JobError(Exception):
-    """A failure whose message is meant for the user as it stands (bad input, bad configuration)."""
-
-    exit_code = 2
+class JobError(UserError):
+    """A job's input or configuration cannot be used; the message says why and what to do."""
 
 
 class JobInterrupted(BaseException):
@@ -40,18 +39,22 @@ class JobInterrupted(BaseException):
     exit_code = 143  # 128 + SIGTERM, what a shell reports for a terminated process
 
 
-def write_reason(path: Path, reason: str) -> None:
+def write_reason(path: Path | None, reason: str) -> None:
+    """Write the failure reason where SageMaker reads it (nowhere for a server: it has none)."""
+    if path is None:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     text = reason.strip() or "the job failed without a message"
     path.write_text(text[:FAILURE_REASON_LIMIT])
 
 
-def run_job(job: Callable[[], None], failure_file: Path) -> int:
+def run_job(job: Callable[[], None], failure_file: Path | None) -> int:
     """Run `job`; on any exception write its reason to `failure_file` and return a non-zero code.
 
     SIGTERM raises JobInterrupted (exit code 143) wherever the job is, unless it defers it.
     """
-    failure_file.unlink(missing_ok=True)  # a reason left by an earlier, interrupted run is stale
+    if failure_file is not None:
+        failure_file.unlink(missing_ok=True)  # a reason left by an earlier, interrupted run is stale
     sigterm = SigtermInterrupts(lambda: JobInterrupted(SIGTERM_REASON)).install()
     try:
         job()
@@ -64,26 +67,16 @@ def run_job(job: Callable[[], None], failure_file: Path) -> int:
         log.warning("job stopped: %s", exc)
         write_reason(failure_file, str(exc))
         return exc.exit_code
-    except Exception as exc:  # every failure must reach SageMaker as a reason
-        if isinstance(exc, JobError | ValueError | FileNotFoundError):
-            reason = str(exc)
-        else:
-            reason = f"internal error: {type(exc).__name__}: {exc}"
+    except UserError as exc:
+        log.error("job failed: %s", exc)
+        write_reason(failure_file, str(exc))
+        return exc.exit_code
+    except Exception as exc:  # a fault of the suite: the traceback goes to the log
+        reason = f"internal error: {type(exc).__name__}: {exc}"
         log.error("job failed: %s", reason)
         traceback.print_exc(file=sys.stderr)
         write_reason(failure_file, reason)
-        return exc.exit_code if isinstance(exc, JobError) else 2
+        return 1
     finally:
         sigterm.uninstall()
     return 0
-
-
-def parser_reporting_to(failure_file: Path) -> type[argparse.ArgumentParser]:
-    """An ArgumentParser class whose usage errors also reach SageMaker as the failure reason."""
-
-    class ReportingParser(argparse.ArgumentParser):
-        def error(self, message: str):  # type: ignore[override]
-            write_reason(failure_file, f"bad arguments: {message}")
-            super().error(message)
-
-    return ReportingParser

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.errors import UserError
+
 BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
 
@@ -27,83 +29,65 @@ def read_config(path: Path, default: Any = None) -> Any:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+        raise UserError(f"{path} is not valid JSON: {exc}") from None
+
+
+def per_host_name(name: str, host: str | None) -> str:
+    """The one naming rule for files that several hosts write into one output: the host's name
+    goes before the suffix (`report.json` -> `report-algo-2.json`, `shard-00000.npy` ->
+    `shard-00000-algo-2.npy`, `overlays/0001.png` -> `overlays/0001-algo-2.png`).
+
+    `host` is None on a single host, whose files keep their plain names.
+    """
+    if not host:
+        return name
+    path = Path(name)
+    return str(path.with_name(f"{path.stem}-{host}{path.suffix}"))
+
+
+def under(relative: str) -> property:
+    """A path property: `relative` below the job's base folder."""
+    return property(lambda self: self.base / relative, doc=f"$SAGEMAKER_BASE_DIR/{relative}")
+
+
+def named_under(relative: str):
+    """A method `(name) -> path`: the folder `name` in `relative` below the job's base folder."""
+    def folder(self, name: str) -> Path:
+        return self.base / relative / name
+
+    folder.__doc__ = f"$SAGEMAKER_BASE_DIR/{relative}/<name>"
+    return folder
 
 
 @dataclass(frozen=True)
-class TrainingPaths:
-    """A training job's folders (also what Batch Transform / endpoints read the model from)."""
+class JobPaths:
+    """The folders SageMaker lays out under /opt/ml: a training job (and Batch Transform or an
+    endpoint, which read the model) uses the first group, a processing job the second."""
 
     base: Path
 
-    @classmethod
-    def current(cls) -> TrainingPaths:
-        return cls(base_dir())
+    # training jobs
+    input_config = under("input/config")
+    hyperparameters_file = under("input/config/hyperparameters.json")
+    resource_config_file = under("input/config/resourceconfig.json")
+    input_data_config_file = under("input/config/inputdataconfig.json")
+    channel = named_under("input/data")
+    model = under("model")
+    output = under("output")
+    output_data = under("output/data")
+    failure_file = under("output/failure")
+    checkpoints = under("checkpoints")
 
-    @property
-    def input_config(self) -> Path:
-        return self.base / "input" / "config"
-
-    @property
-    def hyperparameters_file(self) -> Path:
-        return self.input_config / "hyperparameters.json"
-
-    @property
-    def resource_config_file(self) -> Path:
-        return self.input_config / "resourceconfig.json"
-
-    @property
-    def input_data_config_file(self) -> Path:
-        return self.input_config / "inputdataconfig.json"
-
-    def channel(self, name: str) -> Path:
-        return self.base / "input" / "data" / name
-
-    @property
-    def model(self) -> Path:
-        return self.base / "model"
-
-    @property
-    def output(self) -> Path:
-        return self.base / "output"
-
-    @property
-    def output_data(self) -> Path:
-        return self.output / "data"
-
-    @property
-    def failure_file(self) -> Path:
-        return self.output / "failure"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.base / "checkpoints"
-
-
-@dataclass(frozen=True)
-class ProcessingPaths:
-    """A processing job's folders; inputs and outputs are named like ProcessingInput/Output."""
-
-    base: Path
+    # processing jobs: inputs and outputs are named like ProcessingInput/Output
+    job_config_file = under("config/processingjobconfig.json")
+    processing_resource_config_file = under("config/resourceconfig.json")
+    message_file = under("output/message")
+    processing_input = named_under("processing/input")
+    processing_output = named_under("processing/output")
+    # scratch space goes on the job's volume (beside the inputs), not the small root disk
+    scratch_root = under("processing")
 
     @classmethod
-    def current(cls) -> ProcessingPaths:
+    def current(cls) -> JobPaths:
+        """The folders under today's $SAGEMAKER_BASE_DIR."""
         return cls(base_dir())
-
-    def input(self, name: str) -> Path:
-        return self.base / "processing" / "input" / name
-
-    def output(self, name: str) -> Path:
-        return self.base / "processing" / "output" / name
-
-    @property
-    def job_config_file(self) -> Path:
-        return self.base / "config" / "processingjobconfig.json"
-
-    @property
-    def resource_config_file(self) -> Path:
-        return self.base / "config" / "resourceconfig.json"
-
-    @property
-    def message_file(self) -> Path:
-        return self.base / "output" / "message"

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.sagemaker.hyperparameters import HyperparameterSpec
-from shared.sagemaker.paths import BASE_DIR_ENV, TrainingPaths, base_dir, read_config
+from shared import schema
+from shared.sagemaker.hosts import LOCAL_HOST, HostContext
+from shared.sagemaker.paths import BASE_DIR_ENV, JobPaths, base_dir, read_config
 
-LOCAL_HOST = "algo-1"
+# SageMaker and its SDK add their own keys (sagemaker_program, sagemaker_region, ...).
+SAGEMAKER_KEYS = ("sagemaker_", "_tuning_objective_metric")
 
 
 def _toolkit_environment_module():
@@ -30,45 +32,33 @@ def _toolkit_environment_module():
 
 
 @dataclass(frozen=True)
-class TrainingContext:
+class TrainingContext(HostContext):
     """What a training job needs to know about where and how it runs."""
 
-    paths: TrainingPaths
-    hyperparameters: dict[str, Any]
-    hosts: list[str]
-    current_host: str
+    paths: JobPaths
+    hyperparameters: Any  # the job's own frozen dataclass of typed hyperparameters
     channels: dict[str, Path]
     num_gpus: int
     num_cpus: int
     network_interface: str
-
-    @property
-    def host_rank(self) -> int:
-        return self.hosts.index(self.current_host)
-
-    @property
-    def is_master(self) -> bool:
-        return self.current_host == self.hosts[0]
-
-    @property
-    def master_host(self) -> str:
-        return self.hosts[0]
 
     def channel(self, name: str) -> Path | None:
         """The channel's folder, or None when the job was not given that channel."""
         return self.channels.get(name)
 
 
-def load_training_context(spec: HyperparameterSpec) -> TrainingContext:
-    """Read the job's config files and parse its hyperparameters against `spec`.
+def load_training_context(hyperparameters: type) -> TrainingContext:
+    """Read the job's config files and parse its hyperparameters into `hyperparameters`, a frozen
+    dataclass declared with `shared.schema.setting` (SageMaker passes every value as a string).
 
     Outside SageMaker (a local run, a test) the config files may be missing: the job is then a
     single host, its channels are the folders present under `input/data/`, and hyperparameters are
     the defaults.
     """
-    paths = TrainingPaths.current()
+    paths = JobPaths.current()
     raw_hyperparameters = read_config(paths.hyperparameters_file, {})
-    hyperparameters = spec.parse(raw_hyperparameters)
+    typed = schema.from_strings(hyperparameters, raw_hyperparameters, what="hyperparameter",
+                                ignored_prefixes=SAGEMAKER_KEYS)
     resource_config = read_config(
         paths.resource_config_file, {"current_host": LOCAL_HOST, "hosts": [LOCAL_HOST]}
     )
@@ -88,7 +78,7 @@ def load_training_context(spec: HyperparameterSpec) -> TrainingContext:
     }
     return TrainingContext(
         paths=paths,
-        hyperparameters=hyperparameters,
+        hyperparameters=typed,
         hosts=list(env.hosts),
         current_host=env.current_host,
         channels=channels,
