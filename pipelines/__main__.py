@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.definition import PipelineError, load_pipeline
+from pipelines.definition import load_pipeline
 from pipelines.jobs import Engine
 from pipelines.runner import Runner
+from shared.errors import UserError
 
 
 def parse_param(text: str) -> tuple[str, str]:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         runner = Runner(pipeline, dict(args.param), run_dir, Engine(args.engine, images),
                         resume=args.resume)
         result = runner.run()
-    except PipelineError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(result.summary())

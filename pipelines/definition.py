@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from shared.errors import UserError
+from shared.names import check_name
 
 REFERENCE = re.compile(r"\$\{(params\.[A-Za-z0-9_]+|steps\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_]+)\}")
 JOB_TYPES = ("processing", "training", "transform", "condition", "register", "report")
@@ -105,11 +106,12 @@ def load_pipeline(path: Path) -> Pipeline:
     if not isinstance(parameters, dict):
         raise PipelineError(f"{path}: parameters must be a mapping")
     parameters = {k: (v if isinstance(v, dict) else {"default": v}) for k, v in parameters.items()}
+    pipeline_name = check_name(str(raw.get("name", path.stem)), f"{path}: pipeline name")
     steps: dict[str, Step] = {}
     for entry in raw["steps"]:
         if not isinstance(entry, dict) or "name" not in entry:
             raise PipelineError(f"{path}: every step needs a name")
-        name = str(entry["name"])
+        name = check_name(entry["name"], f"{path}: step name")  # it names the step's run folder
         if name in steps:
             raise PipelineError(f"{path}: two steps are called {name}")
         job = entry.get("job")
@@ -127,6 +129,7 @@ def load_pipeline(path: Path) -> Pipeline:
         depends = entry.get("depends_on") or []
         spec = {k: v for k, v in entry.items()
                 if k not in ("name", "job", "component", "mode", "depends_on")}
+        check_folder_names(name, spec)
         steps[name] = Step(name, job, spec, component, mode, [str(d) for d in depends])
     for step in steps.values():
         params, upstream = step.references()
@@ -138,7 +141,18 @@ def load_pipeline(path: Path) -> Pipeline:
         if missing_steps:
             raise PipelineError(f"step {step.name} refers to unknown step(s)"
                                 f" {', '.join(missing_steps)}")
-    return Pipeline(str(raw.get("name", path.stem)), parameters, steps, _topological(steps), path)
+    return Pipeline(pipeline_name, parameters, steps, _topological(steps), path)
+
+
+def check_folder_names(step: str, spec: dict[str, Any]) -> None:
+    """Input and output names become folders in the step's /opt/ml: they follow the name rule."""
+    inputs, outputs = spec.get("inputs") or {}, spec.get("outputs") or []
+    if not isinstance(inputs, dict) or not isinstance(outputs, list):
+        raise PipelineError(f"step {step}: inputs must be a mapping and outputs a list")
+    for name in inputs:
+        check_name(name, f"step {step}: input name")
+    for name in outputs:
+        check_name(name, f"step {step}: output name")
 
 
 def substitute(value: Any, params: dict[str, Any], outputs: dict[str, dict[str, Path]]) -> Any:

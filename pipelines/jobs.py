@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from pipelines.definition import PipelineError, Step
 from pipelines.server import ROOT, request, running_server
+from shared.names import remove_inside
 
 HOST_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
 
@@ -53,10 +53,10 @@ class Engine:
                 self.image(component), *args], dict(os.environ)
 
 
-def _link(source: Path, target: Path) -> None:
+def _link(source: Path, target: Path, base: Path) -> None:
+    """`target` (inside the job's /opt/ml `base`) becomes a link to `source`."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.exists():
-        target.unlink() if target.is_symlink() or target.is_file() else shutil.rmtree(target)
+    remove_inside(base, target)
     target.symlink_to(Path(source).resolve())
 
 
@@ -83,7 +83,7 @@ def _inputs(spec: dict[str, Any]) -> dict[str, Path]:
 def _attach(inputs: dict[str, Path], base: Path, folder: str) -> dict[Path, str]:
     """Link each input under `<base>/<folder>/<name>`; the same places as read-only mounts."""
     for name, path in inputs.items():
-        _link(path, base / folder / name)
+        _link(path, base / folder / name, base)
     return {path: f"/opt/ml/{folder}/{name}:ro" for name, path in inputs.items()}
 
 
@@ -132,7 +132,7 @@ def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engi
     if "model" not in inputs or "data" not in inputs:
         raise PipelineError(f"step {step.name}: a transform needs inputs model and data")
     base = step_dir / "opt_ml"
-    _link(inputs["model"], base / "model")
+    _link(inputs["model"], base / "model", base)
     out = step_dir / "output"
     out.mkdir(parents=True, exist_ok=True)
     files = sorted(inputs["data"].glob("*.npy"))

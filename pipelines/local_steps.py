@@ -14,6 +14,7 @@ from pipelines.definition import OPERATORS, PipelineError, Step
 from shared.atomic import write_json_atomic
 from shared.data import ProcessedDataset
 from shared.evaluation import field, read_accuracy
+from shared.names import check_name
 
 
 def _coerce(value: Any) -> Any:
@@ -55,7 +56,8 @@ def evaluate_condition(step: Step, spec: dict[str, Any]) -> tuple[bool, list[str
 
 def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]:
     """Copy the inputs into `<registry>/<model_name>/v<N>`: a new version, never an overwrite."""
-    registry = Path(spec.get("registry") or "registry") / str(spec.get("model_name", "model"))
+    name = check_name(str(spec.get("model_name", "model")), f"step {step.name}: model package name")
+    registry = Path(spec.get("registry") or "registry") / name
     registry.mkdir(parents=True, exist_ok=True)
     staged = registry / f".staging-{uuid.uuid4().hex}"
     staged.mkdir()

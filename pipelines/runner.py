@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,9 @@ from typing import Any
 from pipelines import jobs, local_steps
 from pipelines.definition import Pipeline, PipelineError, Step, substitute
 from shared.atomic import write_json_atomic
+from shared.errors import UserError
 from shared.evaluation import read_accuracy
+from shared.names import remove_inside
 
 
 @dataclass
@@ -146,8 +147,8 @@ class Runner:
             return StepResult(step.name, state, 0.0,
                               {k: Path(v) for k, v in previous.get("outputs", {}).items()},
                               previous.get("detail", ""))
-        if previous.get("fingerprint") != mark and step_dir.exists():
-            shutil.rmtree(step_dir)  # inputs changed: start the job afresh
+        if previous.get("fingerprint") != mark:
+            remove_inside(self.run_dir, step_dir)  # inputs changed: start the job afresh
         step_dir.mkdir(parents=True, exist_ok=True)
         print_(f"{prefix}: running ({step.job}{' ' + step.component if step.component else ''}"
                f"{' ' + step.mode if step.mode else ''})")
@@ -155,7 +156,7 @@ class Runner:
         state, detail, step_outputs = "completed", "", {}
         try:
             step_outputs, state, detail = self.execute(step, spec, step_dir)
-        except (jobs.StepFailed, PipelineError, OSError, RuntimeError) as exc:
+        except (jobs.StepFailed, UserError, OSError, RuntimeError) as exc:
             state, detail = "failed", str(exc)
         seconds = time.monotonic() - started
         write_json_atomic(status_file, {"state": state, "fingerprint": mark, "seconds": seconds,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.names import check_name
 from shared.sagemaker.paths import per_host_name
 
 LOCAL_HOST = "algo-1"  # what SageMaker calls the only host of a one-instance job
@@ -13,6 +14,10 @@ LOCAL_HOST = "algo-1"  # what SageMaker calls the only host of a one-instance jo
 class HostContext:
     hosts: list[str]
     current_host: str
+
+    def __post_init__(self) -> None:
+        for host in self.hosts:  # host names go into output file names
+            check_name(host, "host name in resourceconfig.json")
 
     @property
     def host_index(self) -> int:
