@@ -3,8 +3,10 @@
 A file is written to a hidden, unique sibling (`.<name>.<random>.tmp`) and renamed over its final
 name: a rename within one file system is atomic. A folder is filled under a hidden sibling
 (`.<name>.partial-<random>`) and renamed into place only when whole; an earlier folder of the same
-name is first renamed aside (`.<name>.old-<random>`) and removed after. What a killed writer leaves
-behind is always hidden, and the next writer of the same name removes it.
+name is first renamed aside (`.<name>.old-<random>`) and removed after. SIGTERM waits until both
+renames are done; a SIGKILL between them leaves only the `.old-` folder, which the next writer of
+the same name puts back in place before anything else. What a killed writer leaves behind is
+always hidden, and the next writer of the same name removes it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from shared.sagemaker.stop import sigterm_deferred
 
 TMP_SUFFIX = ".tmp"
 PARTIAL = ".partial-"
@@ -66,9 +70,11 @@ def staging_folder(final: Path) -> Path:
     """A hidden sibling of `final` to write into (same file system, so the rename is atomic).
 
     Hidden siblings that a killed run of the job left behind are removed first: one job writes a
-    folder at a time (two at once would replace each other's output anyway).
+    folder at a time (two at once would replace each other's output anyway). An earlier complete
+    output that a kill left renamed aside, with nothing in its place, is put back first.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover_replaced(final)
     for pattern in (f".{final.name}{PARTIAL}*", f".{final.name}{OLD}*"):
         for stale in final.parent.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True)
@@ -77,16 +83,29 @@ def staging_folder(final: Path) -> Path:
     return staged
 
 
+def recover_replaced(final: Path) -> Path | None:
+    """Put back the newest `.old-` copy of `final` when `final` itself is missing (a writer was
+    killed between its two renames); the copy put back, or None."""
+    if final.exists():
+        return None
+    olds = sorted(final.parent.glob(f".{final.name}{OLD}*"), key=lambda p: p.stat().st_mtime_ns)
+    if not olds:
+        return None
+    os.replace(olds[-1], final)
+    return olds[-1]
+
+
 def replace_folder(staged: Path, final: Path) -> None:
     """Move a fully written folder to its final name, replacing any earlier one."""
-    if final.exists():
-        old = final.with_name(f".{final.name}{OLD}{uuid.uuid4().hex}")
-        os.replace(final, old)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(f".{final.name}{OLD}{uuid.uuid4().hex}")
+    with sigterm_deferred():  # no moment without a complete folder at `final`, bar SIGKILL
+        replaced = final.exists()
+        if replaced:
+            os.replace(final, old)
         os.replace(staged, final)
+    if replaced:
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
 
 
 @contextmanager

@@ -66,6 +66,36 @@ def test_ping_is_503_until_the_model_is_loaded_then_200(model_base, tmp_path):
             time.sleep(0.2)
 
 
+def ping_status(port) -> str:
+    return request(port, "GET", "/ping")[1]["status"]
+
+
+def test_a_server_started_while_the_model_is_written_waits_for_the_whole_model(model_base,
+                                                                              tmp_path):
+    """A model folder fills file by file (a temporary, the weights, model.json last): none of
+    those states is a broken model, and the server loads the model once it is whole."""
+    base = tmp_path / "opt_ml"
+    model = base / "model"
+    model.mkdir(parents=True)
+    weights = (model_base / "model" / "model.safetensors").read_bytes()
+    (model / ".model.safetensors.0a1b.tmp").write_bytes(weights[: len(weights) // 2])
+    with running_server(base, wait_ready=False) as (_, port):
+        for state in ("temporary only", "weights without model.json"):
+            if state == "weights without model.json":
+                (model / ".model.safetensors.0a1b.tmp").unlink()
+                (model / "model.safetensors").write_bytes(weights)
+            # the loader looks at the folder every 0.5 s: give it several looks at this state
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                assert ping_status(port) == "loading", state
+                time.sleep(0.1)
+        shutil.copy(model_base / "model" / "model.json", model / "model.json")
+        deadline = time.monotonic() + 60
+        while ping_status(port) != "healthy":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+
 def test_a_broken_model_keeps_ping_at_503_with_the_reason(tmp_path):
     base = tmp_path / "opt_ml"
     (base / "model").mkdir(parents=True)

@@ -85,13 +85,16 @@ class SigtermInterrupts:
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
-        """Only record SIGTERM inside; raise on the way out if one came and nothing else did."""
+        """Only record SIGTERM inside; raise on the way out if one came and nothing else did.
+
+        Nested blocks defer until the outermost one ends."""
+        outer = self.deferring
         self.deferring = True
         try:
             yield
         finally:
-            self.deferring = False
-        if self.received:
+            self.deferring = outer
+        if self.received and not outer:
             raise self.make_error()
 
 
