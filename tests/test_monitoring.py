@@ -4,6 +4,7 @@ The reference is a seeded half of the digits; held-out digits are the "productio
 and serve run through the real entrypoints; the many repeated draws call shared.drift directly.
 """
 
+import hashlib
 import json
 import shutil
 
@@ -368,6 +369,37 @@ def test_an_altered_detector_folder_is_refused(digits, trained, tmp_path, sm_bas
     assert "reference.npy does not match" in message(base)
     with pytest.raises(DetectorFormatError):
         DriftDetector.load(reference.parent)
+
+
+def with_detector_id(config: dict) -> dict:
+    """detector.json with its content hash recomputed, as a forger would (see DetectorConfig)."""
+    data = {k: v for k, v in config.items() if k not in ("detector_id", "created",
+                                                          "library_versions")}
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return {**config, "detector_id": digest}
+
+
+@pytest.mark.parametrize("field,value", [("std", [float("nan"), 1.0, 1.0]),
+                                         ("mean", [0.0, float("inf"), 0.0]),
+                                         ("image_size", True)])
+def test_a_forged_encoder_spec_is_refused_by_name(trained, tmp_path, field, value):
+    folder = tmp_path / "detector"
+    shutil.copytree(trained, folder)
+    config = json.loads((folder / "detector.json").read_text())
+    config["encoder"][field] = value
+    (folder / "detector.json").write_text(json.dumps(with_detector_id(config)))
+    with pytest.raises(DetectorFormatError, match=f"encoder: {field} must be"):
+        DriftDetector.load(folder)
+
+
+def test_an_oversized_detector_json_is_refused_before_it_is_read(trained, tmp_path):
+    folder = tmp_path / "detector"
+    shutil.copytree(trained, folder)
+    config = json.loads((folder / "detector.json").read_text())
+    config["reference"]["padding"] = "x" * (11 * 1024 * 1024)
+    (folder / "detector.json").write_text(json.dumps(config))
+    with pytest.raises(DetectorFormatError, match="larger than"):
+        DriftDetector.load(folder)
 
 
 def test_images_that_all_fail_to_decode_fail_with_the_first_reason(trained, tmp_path, sm_base):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 import tempfile
 
@@ -18,6 +20,7 @@ import torch
 
 from shared.data import DatasetFormatError, DatasetWriter, ProcessedDataset
 from shared.models import UnsafeArtifactError, load_artifact, load_config
+from tests.conftest import ROOT
 from tests.reliability import write_tiny_model
 
 
@@ -153,3 +156,71 @@ def test_a_manifest_naming_files_outside_its_dataset_is_refused(tmp_path, shard)
     manifest.write_text(json.dumps({**record, "shard": shard}) + "\n")
     with pytest.raises(DatasetFormatError, match="not a shard file name"):
         ProcessedDataset(tmp_path / "data")
+
+
+def one_image_dataset(folder, classes=None):
+    import numpy as np
+
+    writer = DatasetWriter(folder, 8, classes=classes)
+    writer.add(np.zeros((8, 8, 3), np.uint8), "a", "a", "x" if classes else None)
+    writer.add(np.full((8, 8, 3), 255, np.uint8), "b", "b", "x" if classes else None)
+    writer.commit({})
+    return folder / "manifest.jsonl"
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"row": -1}, "row must be an integer >= 0"),  # numpy would read the last image
+    ({"row": "1"}, "row must be an integer"),
+    ({"row": 1.0}, "row must be an integer"),
+    ({"row": True}, "row must be an integer"),
+    ({"row": 7}, "has no row 7"),
+    ({"label_index": 1}, "label_index 1, but classes.json names 1 classes"),
+    ({"label_index": -2}, "label_index must be an integer >= 0"),
+    ({"id": 3}, "id must be a non-empty string"),
+    ({"shard": None}, "shard must be a non-empty string"),
+])
+def test_manifest_lines_are_checked_not_trusted(tmp_path, change, message):
+    manifest = one_image_dataset(tmp_path / "data", classes=["x"])
+    lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+    lines[1].update(change)
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(DatasetFormatError, match=message):
+        ProcessedDataset(tmp_path / "data")
+
+
+def test_a_manifest_line_that_is_not_json_is_named(tmp_path):
+    manifest = one_image_dataset(tmp_path / "data")
+    manifest.write_text(manifest.read_text() + "{not json\n")
+    with pytest.raises(DatasetFormatError, match="manifest.jsonl line 3 is not valid JSON"):
+        ProcessedDataset(tmp_path / "data")
+
+
+CAPPED_LOAD = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+from shared.models import UnsafeArtifactError, load_artifact, load_config
+for loader in (load_artifact, load_config):
+    try:
+        loader(sys.argv[1])
+    except UnsafeArtifactError as exc:
+        print("refused:", exc)
+"""
+
+
+def test_a_model_json_in_a_tarball_is_size_checked_before_a_byte_of_it_is_written(
+        model_files, tmp_path):
+    """With the process unable to write a file over 4 MB, a 20 MB model.json must be refused
+    from the archive's header, not found too big after extracting it."""
+    config = json.loads(model_files["model.json"])
+    config["extra"] = {"padding": "x" * (20 * 1024 * 1024)}
+    tarball = tmp_path / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for info, data in (entry("model.safetensors", model_files["model.safetensors"]),
+                           entry("model.json", json.dumps(config).encode())):
+            tar.addfile(info, io.BytesIO(data))
+    result = subprocess.run([sys.executable, "-c", CAPPED_LOAD, str(tarball)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    refusals = result.stdout.splitlines()
+    assert len(refusals) == 2 and all("larger than the 10,485,760 it may be" in r for r in refusals)
