@@ -61,7 +61,8 @@ COMPONENTS := processing algorithm monitoring explainability
 REVISION := $(or $(shell git rev-parse --short=12 HEAD 2>/dev/null),$(shell printf %.12s "$$CODEBUILD_RESOLVED_SOURCE_VERSION"),unknown)
 TAG ?= $(REVISION)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-SOURCE_URL ?= $(or $(shell git remote get-url origin 2>/dev/null),unknown)
+# Credentials in a remote URL (an https token) never reach a label: see images/labels.py.
+SOURCE_URL ?= $(shell git remote get-url origin 2>/dev/null)
 # Empty: the Dockerfile's public slim Python image. CodeBuild pins it by digest (buildspec.yml).
 PYTHON_IMAGE ?=
 # Extra `build` flags, e.g. the local package mounts images/podman/setup.sh writes.
@@ -70,7 +71,7 @@ BUILD_FLAGS ?=
 REGISTRY ?=
 PUSH_FLAGS ?=
 IMAGE_URIS ?= image-uris.json
-LABELS = --label org.opencontainers.image.source=$(SOURCE_URL) \
+LABELS = --label org.opencontainers.image.source=$(shell $(PYTHON) images/labels.py '$(SOURCE_URL)') \
 	--label org.opencontainers.image.revision=$(REVISION) --label org.opencontainers.image.version=$(VERSION)
 REGISTRY_TOOL = $(PYTHON) images/registry.py --engine $(ENGINE) --prefix $(IMAGE_PREFIX) --tag $(TAG) \
 	$(if $(REGISTRY),--registry $(REGISTRY))

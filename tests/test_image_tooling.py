@@ -143,3 +143,26 @@ def test_buildspec_only_calls_make_and_pins_the_base_image_by_digest():
     assert "@sha256:" in spec["env"]["variables"]["PYTHON_IMAGE"]
     assert spec["phases"]["build"]["commands"] == ["make build push image-uris"]
     assert spec["artifacts"]["files"] == ["image-uris.json"]
+
+
+@pytest.mark.parametrize("remote,published", [
+    ("https://me:ghp_secret@github.com/org/repo.git", "https://github.com/org/repo.git"),
+    ("https://ghp_secret@github.com:8443/org/repo.git?token=x#y", "https://github.com:8443/org/repo.git"),
+    ("git@github.com:org/repo.git", "ssh://github.com/org/repo.git"),
+    ("ssh://deploy:pw@host/org/repo.git", "ssh://host/org/repo.git"),
+    ("", "unknown"),
+])
+def test_image_labels_carry_the_source_url_without_credentials(tmp_path, remote, published):
+    """make build stamps the git remote on every image; a token in it would be published."""
+    for name in ("Makefile", "pyproject.toml", "images/labels.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    if remote:
+        subprocess.run(["git", "remote", "add", "origin", remote], cwd=tmp_path, check=True)
+    result = subprocess.run(["make", "-n", "build-processing", "ENGINE=echo",
+                             f"PYTHON={sys.executable}"], cwd=tmp_path, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"org.opencontainers.image.source={published} " in result.stdout
+    assert "secret" not in result.stdout and "pw@" not in result.stdout

@@ -136,7 +136,7 @@ def test_images_follow_the_sagemaker_container_contract(images, image_tag):
         labels = config["Labels"]
         assert labels["org.opencontainers.image.revision"] == tag
         assert labels["org.opencontainers.image.version"]
-        assert "org.opencontainers.image.source" in labels
+        assert "@" not in labels["org.opencontainers.image.source"]  # no userinfo (credentials)
         if component == "algorithm":
             assert "8080/tcp" in config["ExposedPorts"]
             assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
