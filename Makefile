@@ -16,7 +16,7 @@ $(INSTALLED): requirements.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --no-deps -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps --require-hashes -r requirements.lock
 	touch $@
 
 $(VENV)/.installed-project: $(INSTALLED) pyproject.toml
@@ -42,7 +42,8 @@ lint: venv
 audit: venv
 	$(PY) images/audit.py requirements.lock
 
-# Re-resolve every dependency to its newest allowed version and rewrite requirements.lock.
+# Re-resolve every dependency to its newest allowed version and rewrite requirements.lock with
+# each pin's file hashes (from PyPI's simple index: the one step that needs the network).
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv

@@ -29,9 +29,9 @@ PROJECT_URL = "https://pypi.org/pypi/{name}/json"
 def read_pins(lock: Path) -> dict[str, str]:
     pins = {}
     for line in lock.read_text().splitlines():
-        requirement = line.split("#", 1)[0].strip()
+        requirement = line.split("#", 1)[0].split()  # name==version [--hash=...]
         if requirement:
-            name, _, version = requirement.partition("==")
+            name, _, version = requirement[0].partition("==")
             pins[name.strip().lower()] = version.strip()
     return pins
 

@@ -2,6 +2,10 @@
 
 Every job gets its own `/opt/ml` folder (`<step dir>/opt_ml`). Inputs are linked in (local engine)
 or mounted read-only (container engines); outputs are the folders the component writes.
+
+A container runs with no capabilities, no new privileges, and the step's memory and process
+limits (`resources:` in the step, else the defaults below); jobs get no network at all, and the
+Batch Transform's model server is reached through a port published on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -14,15 +18,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.definition import PipelineError, Step
-from pipelines.server import ROOT, request, running_server
-from shared.names import remove_inside
+import psutil
 
+from pipelines.definition import PipelineError, Step
+from pipelines.server import ROOT, free_port, request, running_server
+from shared import schema
+from shared.names import remove_inside
+from shared.schema import setting
+
+SERVING_PORT = 8080  # SageMaker's, inside the container
 HOST_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
 
 
 class StepFailed(RuntimeError):
     """A step's job exited non-zero; the message is its own failure reason."""
+
+
+def default_memory_gb() -> float:
+    """Three quarters of this machine's memory: a runaway job is stopped before the host is."""
+    return round(0.75 * psutil.virtual_memory().total / 1024**3, 1)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """A step's `resources:` in the pipeline YAML: the container's limits."""
+
+    memory_gb: float | None = setting(None, above=0, help="memory limit (none: 3/4 of the host's)")
+    pids: int = setting(4096, min=64, help="processes and threads the container may have")
+
+    @classmethod
+    def of(cls, step: Step, spec: dict[str, Any]) -> Resources:
+        try:
+            return schema.from_strings(cls, spec.get("resources") or {},
+                                       what=f"step {step.name} resource")
+        except schema.SchemaError as exc:
+            raise PipelineError(str(exc)) from None
+
+    def flags(self) -> list[str]:
+        return [f"--memory={self.memory_gb or default_memory_gb()}g", f"--pids-limit={self.pids}"]
+
+
+# No capabilities and no privilege gain: a job needs none (it writes only folders it owns).
+CONFINED = ("--cap-drop=ALL", "--security-opt=no-new-privileges")
 
 
 @dataclass
@@ -39,18 +76,21 @@ class Engine:
         return f"sagemaker-image-mlops-{component}:latest"
 
     def command(self, component: str, args: list[str], base: Path, mounts: dict[Path, str],
-                network: str = "none",
+                resources: Resources, publish: int | None = None,
                 pass_env: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+        """The job's command line; `publish` gives the container a network and publishes its
+        serving port as this host port, on 127.0.0.1 only (a job with no port has no network)."""
         if self.name == "local":
             env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
             return [sys.executable, "-m", component, *args], env
-        options = []
+        options = [*CONFINED, *resources.flags()]
+        options += ["-p", f"127.0.0.1:{publish}:{SERVING_PORT}"] if publish else ["--network=none"]
         for source, target in mounts.items():
             options += ["-v", f"{Path(source).resolve()}:{target}"]
         for name in pass_env:
             options += ["-e", name]
-        return [self.name, "run", "--rm", "--network", network, *self.run_args, *options,
-                self.image(component), *args], dict(os.environ)
+        return [self.name, "run", "--rm", *self.run_args, *options, self.image(component), *args], \
+            dict(os.environ)
 
 
 def _link(source: Path, target: Path, base: Path) -> None:
@@ -98,7 +138,7 @@ def processing_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Eng
     mounts.update({base / "processing" / "output": "/opt/ml/processing/output",
                    base / "output": "/opt/ml/output", base / "config": "/opt/ml/config:ro"})
     args = [step.mode, *[str(a) for a in spec.get("args") or []]]
-    command, env = engine.command(step.component, args, base, mounts)
+    command, env = engine.command(step.component, args, base, mounts, Resources.of(step, spec))
     _run(command, env, log_file, base / "output" / "message")
     return {name: base / "processing" / "output" / name for name in spec.get("outputs") or []}
 
@@ -120,7 +160,8 @@ def training_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engin
         (base / folder).mkdir(parents=True, exist_ok=True)
         mounts[base / folder] = f"/opt/ml/{folder}"
     mounts[config] = "/opt/ml/input/config:ro"
-    command, env = engine.command(step.component, ["train"], base, mounts)
+    command, env = engine.command(step.component, ["train"], base, mounts,
+                                  Resources.of(step, spec))
     _run(command, env, log_file, base / "output" / "failure")
     return {"model": base / "model", "output_data": base / "output" / "data"}
 
@@ -139,15 +180,13 @@ def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engi
     if not files:
         raise StepFailed(f"no .npy shards to transform in {inputs['data']}")
     accept = spec.get("accept", "application/jsonlines")
-    command = None
-    if engine.name != "local":
-        # host network: the server listens on 127.0.0.1 only, at the port we pick
-        command, _ = engine.command(
-            "algorithm", ["serve", "--host", "127.0.0.1"], base, {inputs["model"]: "/opt/ml/model:ro"},
-            network="host",
-            pass_env=("SAGEMAKER_BIND_TO_PORT", "SAGEMAKER_MODEL_SERVER_WORKERS"))
+    port, command = free_port(), None
+    if engine.name != "local":  # the model read-only, as SageMaker mounts it
+        command, _ = engine.command("algorithm", ["serve"], base,
+                                    {inputs["model"]: "/opt/ml/model:ro"}, Resources.of(step, spec),
+                                    publish=port, pass_env=("SAGEMAKER_MODEL_SERVER_WORKERS",))
     with open(log_file, "a") as log, running_server(base, workers=int(spec.get("workers", 1)),
-                                                     command=command) as (_, port):
+                                                     command=command, port=port) as (_, port):
         status, params, _ = request(port, "GET", "/execution-parameters")
         limit = params.get("MaxPayloadInMB", 6) if status == 200 else 6
         for path in files:

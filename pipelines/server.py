@@ -46,12 +46,14 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
 @contextmanager
 def running_server(base: Path, workers: int = 1, env: dict[str, str] | None = None,
                    wait_ready: bool = True, command: list[str] | None = None,
-                   startup_timeout: float = 120) -> Iterator[tuple[subprocess.Popen, int]]:
+                   startup_timeout: float = 120,
+                   port: int | None = None) -> Iterator[tuple[subprocess.Popen, int]]:
     """Start `algorithm serve` (or `command`) for the model under `base`; SIGTERM it on exit.
 
     Waits until /ping answers 200 (or, with wait_ready=False, until the server answers at all).
+    `port` is where it answers on 127.0.0.1 (default: a free one).
     """
-    port = free_port()
+    port = port or free_port()
     full_env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT),
                 "SAGEMAKER_BIND_TO_PORT": str(port),
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), **(env or {})}

@@ -13,8 +13,8 @@ audit = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(audit)
 
 LOCK = """# header comment
-alpha==1.0  # groups: base
-beta==2.0  # groups: dev
+alpha==1.0 --hash=sha256:00aa --hash=sha256:00bb  # groups: base
+beta==2.0 --hash=sha256:11aa  # groups: dev
 gamma==3.0  # groups: algorithm
 """
 ADVISORY = {"id": "PYSEC-0000-1", "aliases": ["CVE-0000-1"], "fix_versions": ["2.1"]}
@@ -32,7 +32,7 @@ def fake_sources(monkeypatch, pip_audit: dict, project: dict) -> None:
     monkeypatch.setattr(audit, "project_advisories", lambda name, version: project[name])
 
 
-def test_pins_are_read_without_comments(lock):
+def test_pins_are_read_without_hashes_or_comments(lock):
     assert audit.read_pins(lock) == {"alpha": "1.0", "beta": "2.0", "gamma": "3.0"}
 
 

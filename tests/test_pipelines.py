@@ -190,3 +190,26 @@ def test_batch_transform_step_writes_one_out_file_per_shard(tmp_path, trained_jo
     assert [p.name for p in outs] == [f"{s}.out" for s in shards]
     lines = outs[0].read_text().strip().split("\n")
     assert all("label" in json.loads(line) for line in lines)
+
+
+def test_containers_run_confined_with_the_steps_limits_and_no_host_network(tmp_path):
+    """What the runner hands podman/docker (the images themselves run in make test-images)."""
+    from pipelines.definition import Step
+    from pipelines.jobs import Engine, Resources
+
+    step = Step("train", "training", {"resources": {"memory_gb": 6, "pids": 512}}, "algorithm")
+    engine = Engine("podman", {"algorithm": "registry/algorithm@sha256:0123"})
+    command, _ = engine.command("algorithm", ["train"], tmp_path, {tmp_path / "m": "/opt/ml/model"},
+                                Resources.of(step, step.spec))
+    assert command[:3] == ["podman", "run", "--rm"] and command[-2:] == [
+        "registry/algorithm@sha256:0123", "train"]
+    for flag in ("--cap-drop=ALL", "--security-opt=no-new-privileges", "--memory=6.0g",
+                 "--pids-limit=512", "--network=none"):
+        assert flag in command
+    served, _ = engine.command("algorithm", ["serve"], tmp_path, {}, Resources(), publish=8123)
+    assert "--network=none" not in served and "host" not in served
+    assert served[served.index("-p") + 1] == "127.0.0.1:8123:8080"
+    assert any(f.startswith("--memory=") and f.endswith("g") for f in served)
+    bad = Step("train", "training", {"resources": {"pids": "lots"}}, "algorithm")
+    with pytest.raises(PipelineError, match="step train resource pids='lots' is not a valid integer"):
+        Resources.of(bad, bad.spec)

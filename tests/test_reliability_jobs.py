@@ -41,47 +41,44 @@ def log_of(base: Path) -> Path:
     return base.parent / f"{base.name}.log"
 
 
-def staging(output: Path) -> list[str]:
-    return [p.name for p in output.iterdir() if ".partial-" in p.name] if output.is_dir() else []
+def staging(output: Path) -> list[Path]:
+    return [p for p in output.iterdir() if ".partial-" in p.name] if output.is_dir() else []
 
 
-def wait_for_staging(proc: subprocess.Popen, output: Path, base: Path) -> float:
-    deadline = time.monotonic() + 300
-    while not staging(output):
-        assert proc.poll() is None, f"the job ended before writing: {log_of(base).read_text()[-2000:]}"
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    return time.monotonic()
+def staged_files(output: Path) -> int:
+    """Files the job has written so far into its staging folders."""
+    return sum(1 for folder in staging(output) for p in folder.rglob("*") if p.is_file())
 
 
-def timed_run(module: str, args: tuple[str, ...], base: Path, output: Path) -> float:
-    """Run the job whole; the seconds its output spent staged (written but not yet published)."""
-    proc = start(module, *args, base=base)
-    began = wait_for_staging(proc, output, base)
-    while staging(output):
-        assert time.monotonic() < began + 300 and proc.poll() in (None, 0)
-        time.sleep(0.001)
-    window = time.monotonic() - began
-    assert proc.wait(timeout=600) == 0, log_of(base).read_text()[-2000:]
-    return window
+def complete_run(module: str, args: tuple[str, ...], base: Path, output: Path) -> int:
+    """Run the job whole; how many files its staging folders held when they were published."""
+    result = run_entrypoint(module, *args, base=base)
+    assert result.returncode == 0, result.stderr[-2000:]
+    published = [p for p in output.iterdir() if not p.name.startswith(".") and p.is_dir()]
+    return sum(1 for folder in published for p in folder.rglob("*") if p.is_file())
 
 
-def kill_mid_write(module: str, args: tuple[str, ...], base: Path, output: Path, window: float,
+def kill_mid_write(module: str, args: tuple[str, ...], base: Path, output: Path, files: int,
                    rng) -> int:
-    """SIGKILL at a random moment inside the write window; retried sooner if the job beat it.
+    """SIGKILL as soon as the job has staged a seeded number of its `files` (fewer than all).
 
     Returns how many earlier attempts finished (and so left a complete output in place)."""
-    for attempt in range(4):
-        delay = rng.uniform(0.05, 0.7) * window / 2**attempt
+    for attempt in range(6):
+        wanted = rng.randint(0, max(0, files // 2))
         proc = start(module, *args, base=base)
-        began = wait_for_staging(proc, output, base)
-        time.sleep(max(0.0, began + delay - time.monotonic()))
+        deadline = time.monotonic() + 300
+        while not staging(output) or staged_files(output) < wanted:
+            if proc.poll() is not None:
+                break  # it finished (or failed) first
+            assert time.monotonic() < deadline, log_of(base).read_text()[-2000:]
+            time.sleep(0.001)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         if staging(output):  # it died with its output unpublished: a kill mid-write
-            print(f"{module}: killed {delay:.3f} s into a {window:.3f} s write window"
-                  f" (attempt {attempt + 1}); visible: {visible(output)}, staged: {staging(output)}")
+            print(f"{module}: killed after {staged_files(output)} of {files} staged files"
+                  f" (attempt {attempt + 1}); visible: {visible(output)}")
             return attempt
+        assert proc.returncode in (0, -signal.SIGKILL), log_of(base).read_text()[-2000:]
     pytest.fail(f"{module} finished writing before every kill")
 
 
@@ -109,10 +106,10 @@ def test_processing_killed_mid_write_then_rerun(digits_folder, tmp_path):
     rng = seeded("processing-sigkill")
     args = ("train", "--image-size", "32", "--augment-copies", "1", "--max-shard-mb", "0.5")
     clean = processing_job(tmp_path / "clean", digits_folder)
-    window = timed_run("processing", args, tmp_path / "clean", clean)
+    files = complete_run("processing", args, tmp_path / "clean", clean)
     base = tmp_path / "opt_ml"
     output = processing_job(base, digits_folder)
-    if kill_mid_write("processing", args, base, output, window, rng) == 0:
+    if kill_mid_write("processing", args, base, output, files, rng) == 0:
         assert "report" not in visible(output)  # the job's own report is written last
     for split in set(visible(output)) & set(SPLITS):  # a split that is visible is whole
         data = ProcessedDataset(output / split)
@@ -145,9 +142,9 @@ def test_monitoring_killed_while_replacing_its_detector_then_rerun(reference_ima
     (base / "processing" / "input" / "data").symlink_to(reference_images)
     args = ("train", "--image-size", "24", "--permutations", "20", "--workers", "1")
     detector = base / "processing" / "output" / "detector"
-    window = timed_run("monitoring", args, base, detector.parent)
+    files = complete_run("monitoring", args, base, detector.parent)
     original = DriftDetector.load(detector).config.detector_id
-    kill_mid_write("monitoring", args, base, detector.parent, window, rng)
+    kill_mid_write("monitoring", args, base, detector.parent, files, rng)
     if detector.exists():  # the old detector, or the new one whole: the same content either way
         assert DriftDetector.load(detector).config.detector_id == original
 
@@ -176,9 +173,9 @@ def test_explainability_killed_while_explaining_then_rerun(tmp_path):
     write_tiny_model(inputs / "model")
     args = ("serve", "--n-steps", "16", "--gallery-size", "4", "--workers", "1")
     output = base / "processing" / "output" / "explanations"
-    window = timed_run("explainability", args, base, output.parent)
+    files = complete_run("explainability", args, base, output.parent)
     expected = explanation_files(output)
-    kill_mid_write("explainability", args, base, output.parent, window, rng)
+    kill_mid_write("explainability", args, base, output.parent, files, rng)
     if output.exists():  # the earlier run's explanations, whole
         assert explanation_files(output)["images"] == expected["images"]
 
