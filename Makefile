@@ -47,6 +47,7 @@ audit: venv
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
 	.lock-venv/bin/pip install --quiet ".[all]"
 	.lock-venv/bin/python images/lock.py generate > requirements.lock.new
 	mv requirements.lock.new requirements.lock

@@ -69,8 +69,12 @@ def installable(filename: str, version: str) -> bool:
     """Whether `filename` is a file of release `version` that this interpreter could install."""
     # imported here so `select` runs on a bare python3 (image builds), where packaging may be absent
     from packaging.tags import sys_tags
-    from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename
-    from packaging.utils import parse_wheel_filename
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
     from packaging.version import Version
 
     try:
@@ -126,6 +130,71 @@ def generate() -> str:
     return "\n".join(lines) + "\n"
 
 
+def pinned(lock_file: Path = LOCK_FILE) -> dict[str, str]:
+    """name -> version of every pin in the lock."""
+    pins = {}
+    for line in lock_file.read_text().splitlines():
+        requirement = line.split("#", 1)[0].split()
+        if requirement:
+            name, _, version = requirement[0].partition("==")
+            pins[canonical(name)] = version
+    return pins
+
+
+def latest_release(name: str) -> dict:
+    """PyPI's description of the latest release: version, requires_python, requires_dist."""
+    with urllib.request.urlopen(f"https://pypi.org/pypi/{name}/json", timeout=60) as response:
+        return json.load(response)["info"]
+
+
+def held_back(lock_file: Path = LOCK_FILE) -> list[str]:
+    """Each pin older than its latest release, and what keeps it there: a requirement of an
+    installed package (or of this project) that excludes the latest, or the latest release's own
+    Python or dependency requirements that this environment cannot meet."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    pins = pinned(lock_file)
+    with ThreadPoolExecutor(8) as pool:
+        latest = dict(zip(pins, pool.map(latest_release, pins), strict=True))
+    installed = [d for d in (*pins, canonical(PROJECT)) if _installed(d)]
+    requirements = [(d, r) for d in installed for r in _requires(d)]
+    extras = {(canonical(r.name), e) for _, r in requirements for e in r.extras}
+
+    def applies(dist: str, req) -> bool:  # its marker holds here, for no extra of `dist` or
+        # for an extra of `dist` that another requirement asks for
+        return req.marker is None or any(req.marker.evaluate({"extra": e}) for e in
+                                         {"", *(e for n, e in extras if n == canonical(dist))})
+
+    rows = []
+    for name, version in sorted(pins.items()):
+        new = latest[name]["version"]
+        if Version(version) >= Version(new):
+            continue
+        why = sorted({f"{d} requires {r}" for d, r in requirements
+                      if canonical(r.name) == name and applies(d, r)
+                      and not r.specifier.contains(new, prereleases=True)})
+        python = latest[name].get("requires_python") or ""
+        if python and not SpecifierSet(python).contains(f"{sys.version_info[0]}.{sys.version_info[1]}"):
+            why.append(f"{name} {new} requires Python {python}")
+        for text in latest[name].get("requires_dist") or []:
+            req = Requirement(text)
+            dep = canonical(req.name)
+            if dep in pins and applies(name, req) and not req.specifier.contains(pins[dep], True):
+                why.append(f"{name} {new} requires {req.name}{req.specifier}, held at {pins[dep]}")
+        rows.append(f"{name} {version} (latest {new}): {'; '.join(why) or 'nothing found'}")
+    return rows
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def select(groups: list[str], lock_file: Path = LOCK_FILE) -> list[str]:
     unknown = set(groups) - set(GROUPS)
     if unknown:
@@ -145,9 +214,12 @@ def main() -> None:
     sub.add_parser("generate", help="print the lock for the current environment")
     pick = sub.add_parser("select", help="print the pins these groups need (base always)")
     pick.add_argument("groups", nargs="*")
+    sub.add_parser("held-back", help="print each pin behind its latest release, and why")
     args = parser.parse_args()
     if args.command == "generate":
         sys.stdout.write(generate())
+    elif args.command == "held-back":
+        print("\n".join(held_back()))
     else:
         print("\n".join(select(args.groups)))
 

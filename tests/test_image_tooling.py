@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -120,13 +121,40 @@ def test_a_non_ecr_registry_is_pushed_without_aws(fake_tools):
 
 def test_lock_selection_for_an_image_is_its_group_plus_base_only():
     select = [sys.executable, str(ROOT / "images" / "lock.py"), "select"]
-    base = set(subprocess.run(select, capture_output=True, text=True, check=True).stdout.split())
+    base = set(subprocess.run(select, capture_output=True, text=True, check=True).stdout.splitlines())
     processing = set(subprocess.run([*select, "processing"], capture_output=True, text=True,
-                                    check=True).stdout.split())
-    names = {pin.split("==")[0] for pin in processing - base}
+                                    check=True).stdout.splitlines())
+    names = {line.split("==")[0] for line in processing - base}
     assert "albumentations" in names
     assert not names & {"pytorch-lightning", "captum", "alibi-detect", "pytest", "pip-audit"}
-    assert any(pin.startswith("torch==") for pin in base)
+    assert any(line.startswith("torch==") for line in base)
+    assert all(re.search(r" --hash=sha256:[0-9a-f]{64}", line) for line in processing)
+
+
+HASHED_PIN = re.compile(r"[a-z0-9][a-z0-9-]*==\S+( --hash=sha256:[0-9a-f]{64})+  # groups: [a-z,]+")
+
+
+def test_every_pin_is_locked_with_the_hashes_of_its_files_and_installed_requiring_them():
+    """A file that differs from the one locked (a compromised mirror, a re-uploaded release) is
+    refused by pip wherever the lock is installed: the local environment and every image."""
+    pins = [line for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if not line.startswith("#")]
+    assert len(pins) > 100 and all(HASHED_PIN.fullmatch(line) for line in pins), [
+        line for line in pins if not HASHED_PIN.fullmatch(line)][:3]
+    venv_install = [line for line in (ROOT / "Makefile").read_text().splitlines()
+                    if "-r requirements.lock" in line]
+    assert venv_install and all("--require-hashes" in line for line in venv_install)
+    for dockerfile in (ROOT / "images").glob("*/Dockerfile"):
+        installs = [line for line in dockerfile.read_text().splitlines() if "pip install" in line]
+        assert installs and all("--require-hashes" in line for line in installs), dockerfile
+
+
+def test_the_default_base_image_is_pinned_by_digest_and_is_the_buildspecs():
+    dockerfile = (ROOT / "images" / "base" / "Dockerfile").read_text()
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)[1]
+    assert re.fullmatch(r"python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", default)
+    spec = yaml.safe_load((ROOT / "buildspec.yml").read_text())
+    assert spec["env"]["variables"]["PYTHON_IMAGE"] == default
 
 
 def test_dockerfiles_pass_hadolint():
