@@ -45,6 +45,11 @@ DDP_PORT = "29500"
 
 def open_channel(ctx: TrainingContext, name: str, required: bool) -> ProcessedDataset | None:
     folder = ctx.channel(name)
+    ctx.input_config(name)  # a channel in Pipe mode is refused, naming it
+    fifos = [p for p in ctx.paths.base.joinpath("input", "data").glob(f"{name}_*") if p.is_fifo()]
+    if fifos and (folder is None or not folder.exists()):
+        raise JobError(f"the {name!r} channel arrived in Pipe mode ({fifos[0].name}), which this"
+                       " algorithm cannot read: give it in File or FastFile mode")
     if folder is None or not folder.exists():
         if required:
             raise JobError(f"the {name!r} channel is missing: give the training job a {name}"
@@ -130,6 +135,9 @@ def hardware(ctx: TrainingContext, hp: Hyperparameters) -> Hardware:
         os.environ.setdefault("MASTER_ADDR", ctx.first_host)
         os.environ.setdefault("MASTER_PORT", DDP_PORT)
         os.environ.setdefault("NODE_RANK", str(ctx.host_index))
+        # the hosts talk over SageMaker's network interface (resourceconfig's network_interface_name)
+        os.environ.setdefault("NCCL_SOCKET_IFNAME", ctx.network_interface)
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", ctx.network_interface)
     precision = hp.precision
     if precision == "auto":
         precision = ("bf16-mixed" if gpus and torch.cuda.is_bf16_supported() else
@@ -164,9 +172,10 @@ def run() -> None:
     classifier = build_model(ctx, hp, classes, image_size, resize_policy(channels["train"]))
     module = Classifier(classifier, hp)
     hw = hardware(ctx, hp)
+    sharded = frozenset(n for n in ("train", "validation") if ctx.input_config(n).sharded)
     data = ProcessedDataModule(channels["train"], channels["validation"],
                                batch_size=hp.batch_size, num_workers=hw.num_workers,
-                               augment=hp.online_augmentation)
+                               augment=hp.online_augmentation, sharded=sharded, seed=hp.seed)
     paths = ctx.paths
     checkpoint = ModelCheckpoint(dirpath=paths.checkpoints, filename="best",
                                  monitor="val_accuracy", mode="max", save_top_k=1,
@@ -186,6 +195,7 @@ def run() -> None:
         default_root_dir=paths.checkpoints,
         enable_progress_bar=sys.stderr.isatty(), enable_model_summary=False,
         log_every_n_steps=10, num_sanity_val_steps=0, deterministic=False,
+        use_distributed_sampler=False,  # the DataModule shares each channel as it arrived
     )
     remove_partial_checkpoints(paths.checkpoints)  # before any rank can write one
     last = paths.checkpoints / LAST_CHECKPOINT

@@ -19,8 +19,7 @@ from shared.atomic import published_folder, write_json_atomic
 from shared.attribution import ClassMeanMaps, Explainer, IGSettings, NpzWriter
 from shared.attribution.integrated import COMPLETENESS_FLOOR, COMPLETENESS_TOLERANCE
 from shared.attribution.store import KEY_RULE, TRUE_CLASS_SUFFIX
-from shared.data import host_share
-from shared.sagemaker import GracefulStop, load_processing_context
+from shared.sagemaker import GracefulStop, JobError, load_processing_context
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,16 @@ def run(args: ExplainConfig, *, mode: str) -> None:
         torch.set_num_threads(args.workers)
     model_path = args.model or ctx.paths.processing_input("model")
     data_path = args.input or ctx.paths.processing_input("data")
+    if args.input is None and ctx.input_config("data").sharded and ctx.host_count > 1:
+        raise JobError("the 'data' input is ShardedByS3Key, but a processed data set must reach"
+                       " every host whole (its manifest names shards that S3 key sharding would"
+                       " scatter): give it FullyReplicated; each host explains its own share")
     classifier = open_model(model_path)
     config = classifier.config
     inputs = open_data(data_path, config, exact_classes=mode == "train")
     settings = settings_from(args)
     chosen = sample_indices(inputs.labels, args.max_images, args.seed)
-    mine = np.asarray(host_share(chosen, ctx.host_index, ctx.host_count), dtype=np.int64)
+    mine = np.asarray(ctx.share(None, chosen), dtype=np.int64)  # every host holds the whole data
     explainer = Explainer(classifier, settings)
     log.info("%s mode: explaining %d of %d images (this host's share of %d) on %s, internal"
              " batch %d", mode, len(mine), len(inputs.data), len(chosen), explainer.device,

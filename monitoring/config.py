@@ -65,3 +65,21 @@ class ServeConfig(Workers):
 
 for _config in (TrainConfig, ServeConfig):
     check_defaults(_config)
+
+
+@dataclass(frozen=True)
+class VerdictConfig:
+    input: Path | None = input_flag("reports", "every host's drift-<host>.json and"
+                                               " features-<host>.npz, as monitoring serve wrote them")
+    detector: Path | None = input_flag("detector", "the detector the serve job used")
+    report_output: Path | None = output_flag("report", "where drift.json and drift.png go")
+    window: int | None = setting(None, min=2, help="also test consecutive windows of N images in"
+                                                   " host, then file, order", metavar="N")
+
+    def run(self) -> None:
+        from monitoring import verdict
+
+        verdict.run(self)
+
+
+check_defaults(VerdictConfig)

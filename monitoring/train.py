@@ -24,11 +24,15 @@ def run(config: TrainConfig) -> None:
     started = time.monotonic()
     ctx = load_processing_context()
     device = default_device()
+    root = config.input or ctx.paths.processing_input("data")
+    if config.input is None and ctx.input_config("data").sharded and ctx.host_count > 1:
+        raise JobError("the reference input 'data' is ShardedByS3Key on several hosts, but the"
+                       " detector is fitted on one host from the whole reference: give it"
+                       " FullyReplicated, or run the job on one instance")
     if ctx.host_index > 0:
         log.info("host %s: the detector is fitted on the first host only; nothing to do",
                  ctx.current_host)
         return
-    root = config.input or ctx.paths.processing_input("data")
     files = list_images(root)
     if not files:
         raise JobError(f"no reference images in {root} (looked for .jpg .jpeg .png .bmp .gif .webp"

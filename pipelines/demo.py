@@ -3,8 +3,9 @@
 1. training pipeline on the original images -> model v1 (and its drift reference);
 2. batch inference on clean held-out images: no drift expected, accuracy measured;
 3. batch inference on the same images visibly corrupted (rotated, noisy): drift, accuracy drop;
-4. drift triggers the training pipeline again with labelled corrupted images added, warm-starting
-   from the registered v1 -> model v2;
+4. drift triggers the training pipeline again with labelled corrupted images added as a second
+   labelled input (the processing job merges them and records each image's channel),
+   warm-starting from the registered v1 -> model v2;
 5. batch inference on the corrupted images with v2: accuracy recovers.
 Ends with a markdown report (tables and plots) whose path it prints. Every number is measured.
 """
@@ -47,7 +48,7 @@ def write_folder(root: Path, items: list[tuple[str, str, np.ndarray]]) -> Path:
 
 
 def make_data(root: Path, seed: int = 0) -> dict[str, Path]:
-    """original (training) / held-out clean / held-out corrupted / original + corrupted."""
+    """original (training) / held-out clean / held-out corrupted / labelled corrupted training."""
     images, labels = digits_images(32)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(images))
@@ -60,7 +61,7 @@ def make_data(root: Path, seed: int = 0) -> dict[str, Path]:
         "original": write_folder(root / "original", train),
         "clean": write_folder(root / "production-clean", held),
         "drifted": write_folder(root / "production-drifted", corrupted_held),
-        "retrain": write_folder(root / "retrain", train + corrupted_train),
+        "labelled_shifted": write_folder(root / "labelled-shifted", corrupted_train),
     }
 
 
@@ -136,7 +137,8 @@ def main(argv: list[str] | None = None) -> dict:
     drifted = batch("3. batch inference, corrupted images", data["drifted"], v1_dir, "3-drifted")
     if drifted["drift"]["drift"]:
         v2 = timed("4. drift detected: retrain with labelled corrupted images added",
-                   "training.yaml", {**common, "input_data": data["retrain"],
+                   "training.yaml", {**common, "input_data": data["original"],
+                                     "extra_data": data["labelled_shifted"],
                                      "warm_start_model": v1_dir / "model"}, "4-retraining")
         v2_dir = registered_version(v2)
         stages.append({"stage": "4. retrain v2 (original + corrupted, warm start from v1)",

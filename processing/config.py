@@ -7,6 +7,7 @@ from pathlib import Path
 
 from shared.choices import RESIZE_POLICIES
 from shared.cpus import default_workers
+from shared.names import NAME, RULE
 from shared.sagemaker.entrypoint import input_flag, output_flag
 from shared.schema import SchemaError, check_defaults, setting
 
@@ -29,6 +30,23 @@ def parse_split_dirs(text: str) -> dict[str, str] | None:
     if "train" not in mapping:
         raise ValueError("the train folder must be named")
     return mapping
+
+
+def parse_list(text: str) -> list[str]:
+    """`a,b,c` -> ["a", "b", "c"]: non-empty, each given once."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    if not items or len(set(items)) != len(items):
+        raise ValueError("expected a comma-separated list, each item given once")
+    return items
+
+
+def parse_names(text: str) -> list[str]:
+    """A list of input names, each a valid name (they are folders under processing/input)."""
+    names = parse_list(text)
+    for name in names:
+        if not NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid name ({RULE})")
+    return names
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,15 @@ class TrainConfig(CommonConfig):
     validation_fraction: float = setting(0.15, min=0, max=1, help="share of each class held out"
                                                                   " for validation")
     test_fraction: float = setting(0.15, min=0, max=1, help="share of each class held out for test")
+    extra_channels: list[str] = setting(
+        default_factory=list, parse=parse_names, metavar="NAME,...",
+        help="more labelled inputs (processing/input/NAME) merged with data, e.g. newly annotated"
+             " images; the manifest records each image's channel, and one left out is reported"
+             " as not present (default: none)")
+    classes: list[str] | None = setting(
+        None, parse=parse_list, metavar="NAME,...",
+        help="the class names in index order; needed when an input is ShardedByS3Key on several"
+             " hosts, where no host sees every class folder (default: the class folders found)")
     augment_copies: int = setting(1, min=0, max=100,
                                   help="augmented copies per training image (0 disables)")
     hflip: bool = setting(True, help="include horizontal flips in augmentation (--no-hflip for"
@@ -70,6 +97,8 @@ class TrainConfig(CommonConfig):
     test_output: Path | None = output_flag("test", "test split")
 
     def __post_init__(self) -> None:
+        if "data" in self.extra_channels:
+            raise SchemaError("--extra-channels names inputs besides data")
         if self.validation_fraction + self.test_fraction >= 1:
             raise SchemaError("--validation-fraction and --test-fraction must sum below 1")
 

@@ -12,7 +12,6 @@ from shared.atomic import write_json_atomic
 from shared.data import (
     DatasetWriter,
     decode_usable,
-    host_share,
     labels_from_folders,
     list_images,
     list_labelled_images,
@@ -33,7 +32,7 @@ def run(config: ServeConfig) -> None:
     if not files:
         raise JobError(f"no images in {root} (looked for .jpg .jpeg .png .bmp .gif .webp .tif"
                        " .tiff in any folder below it)")
-    share = host_share(files, ctx.host_index, ctx.host_count)
+    share = ctx.share(None if config.input else "data", files)
     output = config.output or ctx.paths.processing_output("data")
     report_dir = config.report_output or ctx.paths.processing_output("report")
     duplicates: list[dict[str, str]] = []

@@ -1,4 +1,9 @@
-"""`processing train`: labelled ImageFolder -> validated, split, resized, augmented datasets."""
+"""`processing train`: labelled ImageFolders -> validated, split, resized, augmented datasets.
+
+The `data` input, plus any `--extra-channels` (more labelled inputs, such as newly annotated
+images), are merged: each image's channel is recorded in the manifest, and an image found in two
+channels (the same bytes) is kept once, from the first channel listed.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,6 @@ from shared.data import (
     DecodedPool,
     ImageFile,
     decode_usable,
-    host_share,
     list_labelled_images,
     scratch_folder,
 )
@@ -60,11 +64,46 @@ def gather(root: Path, presplit: dict[str, Path]) -> tuple[list[ImageFile], dict
     return files, origin
 
 
-def plan_splits(pool: DecodedPool, origin: dict[str, str], fractions: dict[str, float], seed: int):
+def gather_channels(config: TrainConfig, ctx: ProcessingContext,
+                    ) -> tuple[list[ImageFile], list[ImageFile], dict[str, str], dict[str, Path]]:
+    """Every channel's files and this host's share of them (ids prefixed with the channel's name
+    when there are several), the split each pre-split file came from, and the split folders."""
+    names = ["data", *config.extra_channels]
+    roots = {name: ctx.paths.processing_input(name) for name in names}
+    if config.input:
+        roots["data"] = config.input
+    presplit = find_presplit(roots["data"], config.split_dirs)
+    files: list[ImageFile] = []
+    mine: list[ImageFile] = []
+    origin: dict[str, str] = {}
+    for name in names:
+        if name != "data" and not roots[name].exists():  # an optional input left out
+            log.warning("extra channel %r is not there (%s): nothing merged from it", name,
+                        roots[name])
+            continue
+        found, split_of = gather(roots[name], presplit) if name == "data" else (
+            list_labelled_images(roots[name])[0], {})
+        if not found:
+            raise JobError(f"no labelled images in {roots[name]} (the {name!r} input): expected"
+                           " class folders (<class>/<image>)")
+        prefix = f"{name}/" if len(names) > 1 else ""
+        channel_files = [ImageFile(f.path, prefix + f.relpath, f.label, name) for f in found]
+        files += channel_files
+        mine += ctx.share(None if name == "data" and config.input else name, channel_files)
+        # pre-split input: extra channels join the training split
+        origin |= {prefix + f.relpath: split_of.get(f.relpath, "train") for f in found
+                   if presplit}
+    return files, mine, origin, presplit
+
+
+def plan_splits(pool: DecodedPool, origin: dict[str, str], fractions: dict[str, float], seed: int,
+                channels: list[str]):
     names = [f.relpath for f in pool.files]
     labels = [str(f.label) for f in pool.files]
     rank = {s: i for i, s in enumerate(SPLITS)}
-    order = sorted(range(len(names)), key=lambda r: (rank[origin.get(names[r], "train")], names[r]))
+    order = sorted(range(len(names)), key=lambda r: (
+        rank[origin.get(names[r], "train")], channels.index(pool.files[r].channel or "data"),
+        names[r]))
     kept, duplicates = drop_duplicates(pool.digests, order, names)
     if not origin:
         rows, small = stratified_split(kept, labels, fractions, seed)
@@ -79,32 +118,51 @@ def plan_splits(pool: DecodedPool, origin: dict[str, str], fractions: dict[str, 
     return rows, duplicates, small
 
 
+def class_names(config: TrainConfig, ctx: ProcessingContext, files: list[ImageFile]) -> list[str]:
+    """The classes, the same on every host: given, or the class folders found. A host of a
+    sharded input sees only its share of the folders, so there they must be given."""
+    found = sorted({str(f.label) for f in files})
+    if config.classes:
+        unknown = sorted(set(found) - set(config.classes))
+        if unknown:
+            raise JobError(f"class folders {', '.join(unknown)} are not among --classes"
+                           f" {', '.join(config.classes)}")
+        return list(config.classes)
+    sharded = [n for n in ("data", *config.extra_channels) if ctx.input_config(n).sharded]
+    if sharded and ctx.host_count > 1:
+        raise JobError(f"input(s) {', '.join(sharded)} are ShardedByS3Key on {ctx.host_count}"
+                       " hosts, so no host sees every class folder: give the class names with"
+                       " --classes so that every host writes the same classes.json")
+    return found
+
+
 def run(config: TrainConfig) -> None:
     started = time.monotonic()
     ctx = load_processing_context()
     root = config.input or ctx.paths.processing_input("data")
-    presplit = find_presplit(root, config.split_dirs)
-    files, origin = gather(root, presplit)
-    if not files:
-        raise JobError(f"no labelled images in {root}: expected class folders (<class>/<image>)")
-    share = host_share(files, ctx.host_index, ctx.host_count)
+    files, share, origin, presplit = gather_channels(config, ctx)
     outputs = {s: getattr(config, f"{s}_output") or ctx.paths.processing_output(s) for s in SPLITS}
     report_dir = config.report_output or ctx.paths.processing_output("report")
     with scratch_folder(ctx.paths.scratch_root) as scratch:
         pool = decode_usable(share, size=config.image_size, policy=config.resize_policy,
                              workers=config.decode_workers, scratch=scratch,
                              what="input", max_bad_fraction=config.max_bad_fraction)
-        rows, duplicates, small = plan_splits(pool, origin, config.fractions, config.seed)
+        rows, duplicates, small = plan_splits(pool, origin, config.fractions, config.seed,
+                                              ["data", *config.extra_channels])
         usable = sorted({str(pool.files[r].label) for split in rows.values() for r in split})
-        if len(usable) < 2:
+        classes = class_names(config, ctx, files)  # the same on every host
+        # on several hosts one host may hold a single class; the job as a whole needs two
+        if len(usable if ctx.host_count == 1 else classes) < 2:
             raise JobError(f"training needs at least two classes with usable images; found"
                            f" {len(usable)}: {', '.join(usable) or 'none'}")
-        # From the whole listing, not this host's share: every host writes the same classes.json.
-        classes = sorted({str(f.label) for f in files})
         counts = write_splits(config, ctx, pool, rows, classes, outputs)
     report = {
         **common_report("train", config, ctx, root, pool),
         "presplit_folders": {s: p.name for s, p in presplit.items()},
+        "channels": {name: {"images": sum(f.channel == name for f in share),
+                            "distribution": ctx.input_config(name).distribution,
+                            "present": any(f.channel == name for f in files)}
+                     for name in ("data", *config.extra_channels)},
         "images_used": sum(len(r) for r in rows.values()),
         "duplicates": duplicates,
         "classes": classes,
@@ -138,7 +196,8 @@ def write_splits(config: TrainConfig, ctx: ProcessingContext, pool: DecodedPool,
         for split in ("validation", "test"):
             for row in rows[split]:
                 f = pool.files[row]
-                writers[split].add(pool.images[row], f.relpath, f.relpath, f.label)
+                writers[split].add(pool.images[row], f.relpath, f.relpath, f.label,
+                                   channel(f, config))
                 counts[split][str(f.label)] += 1
         train_rows = rows["train"]
         copies = (augment_rows(pool.images, train_rows, config.augment_copies, config.seed,
@@ -146,12 +205,18 @@ def write_splits(config: TrainConfig, ctx: ProcessingContext, pool: DecodedPool,
                   if config.augment_copies else ((row, []) for row in train_rows))
         for row, augmented in copies:  # streamed in row order: memory stays bounded
             f = pool.files[row]
-            writers["train"].add(pool.images[row], f.relpath, f.relpath, f.label)
+            writers["train"].add(pool.images[row], f.relpath, f.relpath, f.label, channel(f, config))
             for number, image in enumerate(augmented, start=1):
-                writers["train"].add(image, f"{f.relpath}#aug{number}", f.relpath, f.label)
+                writers["train"].add(image, f"{f.relpath}#aug{number}", f.relpath, f.label,
+                                     channel(f, config))
             counts["train"][str(f.label)] += 1 + len(augmented)
         for split in SPLITS:  # how the images were made travels with them, to the model
             writers[split].commit({"split": split, "images": len(writers[split]),
                                    "class_counts": counts[split], "image_size": config.image_size,
                                    "resize_policy": config.resize_policy})
     return counts
+
+
+def channel(f: ImageFile, config: TrainConfig) -> str | None:
+    """What the manifest records as the image's channel: its input, when several were merged."""
+    return f.channel if config.extra_channels else None

@@ -1,8 +1,9 @@
 import pytest
 from PIL import Image
 
-from shared.data import host_share, labels_from_folders, list_images, list_labelled_images
+from shared.data import labels_from_folders, list_images, list_labelled_images
 from shared.errors import MissingInputError
+from shared.sagemaker.hosts import host_share
 
 
 def touch_image(path):

@@ -296,7 +296,9 @@ def test_p_value_threshold_and_distance_equal_alibi_detects_mmd_drift_on_its_per
     same = permutation_test(reference, test, sigma, p_value=0.05, splits=replayed)
     assert same.p_value == pytest.approx(theirs["p_value"], abs=1e-6)
     assert same.threshold == pytest.approx(theirs["threshold"], rel=1e-4)
-    assert same.distance == pytest.approx(theirs["distance"], rel=1e-4, abs=1e-7)
+    # alibi-detect sums the 750 x 750 kernel matrix in float32, in an order that depends on the
+    # thread count (one core: 3.7e-7 off, two: within 1e-7); its MMD² is a difference of such sums
+    assert same.distance == pytest.approx(theirs["distance"], rel=1e-4, abs=2e-6)
     assert (same.p_value < 0.05) == theirs["drift"]
     own = permutation_test(reference, test, sigma, p_value=0.05, seed=1)
     noise_sd = np.sqrt(2 * 0.25 / 100)  # difference of two p-values from 100 permutations each

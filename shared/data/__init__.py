@@ -9,7 +9,6 @@ from shared.data.dataset import (
 )
 from shared.data.discovery import (
     ImageFile,
-    host_share,
     labels_from_folders,
     list_images,
     list_labelled_images,
@@ -41,7 +40,6 @@ __all__ = [
     "decode_usable",
     "default_workers",
     "fit_square",
-    "host_share",
     "labels_from_folders",
     "list_images",
     "list_labelled_images",

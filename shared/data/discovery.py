@@ -1,17 +1,13 @@
-"""Finding images in folder trees, in a deterministic order, and sharing them among hosts."""
+"""Finding images in folder trees, in a deterministic order."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from shared.data.images import is_image_name
 from shared.errors import MissingInputError
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -19,6 +15,7 @@ class ImageFile:
     path: Path
     relpath: str  # relative to the root, with "/" separators: the image's stable id
     label: str | None
+    channel: str | None = None  # the input it came from, where a job merges several
 
 
 def _walk_images(root: Path) -> list[Path]:
@@ -68,11 +65,3 @@ def labels_from_folders(root: Path) -> bool:
     folders = [p for p in entries if p.is_dir()]
     loose = [p for p in entries if p.is_file() and is_image_name(p.name)]
     return bool(folders) and not loose and all(_walk_images(f) for f in folders)
-
-
-def host_share(items: Sequence[T], host_index: int, host_count: int) -> list[T]:
-    """Host `host_index` of `host_count`'s contiguous share: disjoint, and together complete."""
-    if not 0 <= host_index < host_count:
-        raise ValueError(f"host index {host_index} is outside 0..{host_count - 1}")
-    n = len(items)
-    return list(items[host_index * n // host_count : (host_index + 1) * n // host_count])

@@ -16,6 +16,7 @@ from typing import Any
 
 from shared import schema
 from shared.sagemaker.hosts import LOCAL_HOST, HostContext
+from shared.sagemaker.inputs import training_channels
 from shared.sagemaker.paths import BASE_DIR_ENV, JobPaths, base_dir, read_config
 
 # SageMaker and its SDK add their own keys (sagemaker_program, sagemaker_region, ...).
@@ -31,7 +32,7 @@ def _toolkit_environment_module():
     return environment
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainingContext(HostContext):
     """What a training job needs to know about where and how it runs."""
 
@@ -85,4 +86,5 @@ def load_training_context(hyperparameters: type) -> TrainingContext:
         num_gpus=env.num_gpus,
         num_cpus=env.num_cpus,
         network_interface=env.network_interface_name,
+        inputs=training_channels(input_data_config),
     )
