@@ -55,10 +55,17 @@ def open_channel(ctx: TrainingContext, name: str, required: bool) -> ProcessedDa
             raise JobError(f"the {name!r} channel is missing: give the training job a {name}"
                            " channel holding the processing component's output")
         return None
+    sharded = ctx.input_config(name).sharded and len(ctx.hosts) > 1
     try:
         data = ProcessedDataset(folder)
+        orphans = set(folder.glob("shard-*.npy")) - set(data.shard_files())
+        if sharded and orphans:  # their manifest lines went to another host
+            raise DatasetFormatError(f"{len(orphans)} shard(s) here have no manifest line")
     except DatasetFormatError as exc:
-        raise JobError(f"{name} channel: {exc}") from None
+        why = (" (the channel is ShardedByS3Key, which splits a processed data set's files, its"
+               " manifests and shards, between the hosts: give it FullyReplicated, and DDP shares"
+               " it among the hosts itself)" if sharded else "")
+        raise JobError(f"{name} channel: {exc}{why}") from None
     if len(data) == 0:
         raise JobError(f"the {name} channel holds no images")
     if data.classes is None or not data.labelled:

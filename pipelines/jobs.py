@@ -6,15 +6,28 @@ or mounted read-only (container engines); outputs are the folders the component 
 A container runs with no capabilities, no new privileges, and the step's memory and process
 limits (`resources:` in the step, else the defaults below); jobs get no network at all, and the
 Batch Transform's model server is reached through a port published on 127.0.0.1 only.
+
+A processing or training step may run on several instances (`instances: N`), as SageMaker runs
+it: hosts algo-1..algo-N, each with its own /opt/ml and resource config, all started together.
+Inputs named in `sharded:` are split among the hosts by key (file path), as `ShardedByS3Key`
+does; the others reach every host whole (`FullyReplicated`). The hosts' processing outputs are
+gathered into one folder per output, as their uploads to one S3 prefix would be. Training hosts
+talk over a private network of their own (containers) or the loopback interface (local engine).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +36,12 @@ import psutil
 from pipelines.definition import PipelineError, Step
 from pipelines.server import ROOT, free_port, request, running_server
 from shared import schema
+from shared.atomic import write_json_atomic
 from shared.names import remove_inside
 from shared.schema import setting
 
 SERVING_PORT = 8080  # SageMaker's, inside the container
-HOST_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}
+SHARDED, REPLICATED = "ShardedByS3Key", "FullyReplicated"
 
 
 class StepFailed(RuntimeError):
@@ -77,20 +91,119 @@ class Engine:
 
     def command(self, component: str, args: list[str], base: Path, mounts: dict[Path, str],
                 resources: Resources, publish: int | None = None,
-                pass_env: tuple[str, ...] = ()) -> tuple[list[str], dict[str, str]]:
+                pass_env: tuple[str, ...] = (),
+                network: HostNetwork | None = None) -> tuple[list[str], dict[str, str]]:
         """The job's command line; `publish` gives the container a network and publishes its
-        serving port as this host port, on 127.0.0.1 only (a job with no port has no network)."""
+        serving port as this host port, on 127.0.0.1 only; `network` puts it on its cluster's
+        private network (a job with neither has no network)."""
         if self.name == "local":
-            env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT)}
+            env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT),
+                   **(network.local_env if network else {})}
             return [sys.executable, "-m", component, *args], env
         options = [*CONFINED, *resources.flags()]
-        options += ["-p", f"127.0.0.1:{publish}:{SERVING_PORT}"] if publish else ["--network=none"]
+        if publish:
+            options += ["-p", f"127.0.0.1:{publish}:{SERVING_PORT}"]
+        elif network:
+            options += network.flags()
+        else:
+            options += ["--network=none"]
         for source, target in mounts.items():
             options += ["-v", f"{Path(source).resolve()}:{target}"]
         for name in pass_env:
             options += ["-e", name]
         return [self.name, "run", "--rm", *self.run_args, *options, self.image(component), *args], \
             dict(os.environ)
+
+
+@dataclass(frozen=True)
+class HostNetwork:
+    """One host's place on its cluster's network: its name, and every host's address."""
+
+    host: str
+    name: str  # the container network's
+    addresses: dict[str, str]  # host -> IP address
+    local_env: dict[str, str] = field(default_factory=dict)  # the local engine's equivalent
+
+    def flags(self) -> list[str]:
+        return [f"--network={self.name}", f"--ip={self.addresses[self.host]}",
+                f"--hostname={self.host}",
+                *(f"--add-host={h}:{ip}" for h, ip in self.addresses.items())]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The hosts of one step, algo-1..algo-N, each with its own /opt/ml under the step folder."""
+
+    step_dir: Path
+    hosts: list[str]
+    sharded: frozenset[str]  # inputs split among the hosts; the others reach each host whole
+
+    @classmethod
+    def of(cls, step: Step, spec: dict[str, Any], step_dir: Path) -> Cluster:
+        try:
+            count = schema.from_strings(Instances, {"instances": spec.get("instances", 1)},
+                                        what=f"step {step.name}").instances
+        except schema.SchemaError as exc:
+            raise PipelineError(str(exc)) from None
+        sharded = spec.get("sharded") or []
+        unknown = sorted(set(sharded) - set(spec.get("inputs") or {}))
+        if not isinstance(sharded, list) or unknown:
+            raise PipelineError(f"step {step.name}: sharded must list some of its inputs"
+                                f" ({', '.join(spec.get('inputs') or {})}); not {unknown}")
+        return cls(step_dir, [f"algo-{i}" for i in range(1, count + 1)], frozenset(sharded))
+
+    def base(self, host: str) -> Path:
+        """A host's /opt/ml: one host keeps the single-instance layout, `<step>/opt_ml`."""
+        return self.step_dir / "opt_ml" if len(self.hosts) == 1 else self.step_dir / host / "opt_ml"
+
+    def resource_config(self, host: str, interface: str) -> dict[str, Any]:
+        return {"current_host": host, "hosts": self.hosts, "network_interface_name": interface}
+
+    def distribution(self, name: str) -> str:
+        return SHARDED if name in self.sharded else REPLICATED
+
+    def host_inputs(self, host: str, inputs: dict[str, Path]) -> dict[str, Path]:
+        """What each input gives `host`: all of it, or for a sharded input every N-th file by
+        path (hard links in `<step>/shards/<host>/<input>`), as S3 key sharding would."""
+        given = {}
+        for name, source in inputs.items():
+            if name not in self.sharded or len(self.hosts) == 1:
+                given[name] = source
+                continue
+            part = self.step_dir / "shards" / host / name
+            files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [
+                source]
+            part.mkdir(parents=True, exist_ok=True)
+            for path in files[self.hosts.index(host)::len(self.hosts)]:
+                target = part / path.relative_to(source if source.is_dir() else source.parent)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+            given[name] = part
+        return given
+
+    @contextmanager
+    def network(self, engine: Engine) -> Iterator[dict[str, HostNetwork]]:
+        """Each host's network for a job whose hosts talk (training): a container network with a
+        fixed address per host, or the loopback interface for the local engine."""
+        if engine.name == "local":
+            env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+            yield {h: HostNetwork(h, "lo", {}, env) for h in self.hosts}
+            return
+        subnet = ipaddress.ip_network(f"10.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
+        name = f"sagemaker-image-mlops-{uuid.uuid4().hex[:12]}"
+        subprocess.run([engine.name, "network", "create", "--subnet", str(subnet), name],
+                       check=True, capture_output=True)
+        addresses = {h: str(subnet[10 + i]) for i, h in enumerate(self.hosts)}
+        try:
+            yield {h: HostNetwork(h, name, addresses) for h in self.hosts}
+        finally:
+            subprocess.run([engine.name, "network", "rm", "-f", name], capture_output=True)
+
+
+@dataclass(frozen=True)
+class Instances:
+    instances: int = setting(1, min=1, max=16, help="hosts the job runs on, as SageMaker's"
+                                                    " instance count")
 
 
 def _link(source: Path, target: Path, base: Path) -> None:
@@ -100,12 +213,49 @@ def _link(source: Path, target: Path, base: Path) -> None:
     target.symlink_to(Path(source).resolve())
 
 
-def _run(command: list[str], env: dict[str, str], log_file: Path, reason_file: Path) -> None:
-    with open(log_file, "a") as log:
-        result = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    if result.returncode != 0:
-        reason = reason_file.read_text().strip() if reason_file.is_file() else ""
-        raise StepFailed(reason or f"exited with code {result.returncode}; see {log_file}")
+@dataclass(frozen=True)
+class HostJob:
+    """One host's part of a step: its command, environment and where its failure reason goes."""
+
+    host: str
+    command: list[str]
+    env: dict[str, str]
+    reason_file: Path
+
+
+def _run(jobs: list[HostJob], log_file: Path) -> None:
+    """Start every host's job together and wait for all; the first failure stops the others (a
+    training host would otherwise wait for its peer forever) and is the step's reason."""
+    logs = [log_file if len(jobs) == 1 else log_file.with_name(f"log-{j.host}.txt") for j in jobs]
+    procs = []
+    for job, log in zip(jobs, logs, strict=True):
+        with open(log, "a") as out:
+            procs.append(subprocess.Popen(job.command, env=job.env, stdout=out,
+                                          stderr=subprocess.STDOUT, cwd=ROOT))
+    failed = None
+    try:
+        pending = dict(enumerate(procs))
+        while pending and failed is None:
+            for index, proc in list(pending.items()):
+                try:
+                    code = proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    continue
+                del pending[index]
+                if code != 0:
+                    failed = index
+                    break
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+    if failed is not None:
+        job, log = jobs[failed], logs[failed]
+        reason = job.reason_file.read_text().strip() if job.reason_file.is_file() else ""
+        where = f"{job.host}: " if len(jobs) > 1 else ""
+        raise StepFailed(where + (reason or f"exited with code {procs[failed].returncode}; see"
+                                            f" {log}"))
 
 
 def _inputs(spec: dict[str, Any]) -> dict[str, Path]:
@@ -129,41 +279,83 @@ def _attach(inputs: dict[str, Path], base: Path, folder: str) -> dict[Path, str]
 
 def processing_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,
                    log_file: Path) -> dict[str, Path]:
-    base = step_dir / "opt_ml"
-    mounts = _attach(_inputs(spec), base, "processing/input")
-    (base / "processing" / "output").mkdir(parents=True, exist_ok=True)
-    (base / "output").mkdir(parents=True, exist_ok=True)
-    (base / "config").mkdir(parents=True, exist_ok=True)
-    (base / "config" / "resourceconfig.json").write_text(json.dumps(HOST_CONFIG))
-    mounts.update({base / "processing" / "output": "/opt/ml/processing/output",
-                   base / "output": "/opt/ml/output", base / "config": "/opt/ml/config:ro"})
+    cluster = Cluster.of(step, spec, step_dir)
+    inputs = _inputs(spec)
     args = [step.mode, *[str(a) for a in spec.get("args") or []]]
-    command, env = engine.command(step.component, args, base, mounts, Resources.of(step, spec))
-    _run(command, env, log_file, base / "output" / "message")
-    return {name: base / "processing" / "output" / name for name in spec.get("outputs") or []}
+    jobs = []
+    for host in cluster.hosts:
+        base = cluster.base(host)
+        mounts = _attach(cluster.host_inputs(host, inputs), base, "processing/input")
+        for folder in ("processing/output", "output", "config"):
+            (base / folder).mkdir(parents=True, exist_ok=True)
+        write_json_atomic(base / "config" / "resourceconfig.json",
+                          cluster.resource_config(host, "eth0"))
+        write_json_atomic(base / "config" / "processingjobconfig.json", {"ProcessingInputs": [
+            {"InputName": name, "S3Input": {"LocalPath": f"/opt/ml/processing/input/{name}",
+                                            "S3DataDistributionType": cluster.distribution(name),
+                                            "S3InputMode": "File"}} for name in inputs]})
+        mounts.update({base / "processing" / "output": "/opt/ml/processing/output",
+                       base / "output": "/opt/ml/output", base / "config": "/opt/ml/config:ro"})
+        command, env = engine.command(step.component, args, base, mounts, Resources.of(step, spec))
+        jobs.append(HostJob(host, command, env, base / "output" / "message"))
+    _run(jobs, log_file)
+    names = spec.get("outputs") or []
+    if len(cluster.hosts) == 1:
+        return {name: cluster.base(cluster.hosts[0]) / "processing" / "output" / name
+                for name in names}
+    return {name: gather_output(cluster, name) for name in names}
+
+
+def gather_output(cluster: Cluster, name: str) -> Path:
+    """Every host's files of output `name` in one folder, as their uploads to one S3 prefix would
+    be; two hosts writing one name with different content is a fault of the job (per-host names
+    prevent it; a file every host writes alike, such as classes.json, is one object)."""
+    gathered = cluster.step_dir / "output" / name
+    gathered.mkdir(parents=True, exist_ok=True)
+    for host in cluster.hosts:
+        folder = cluster.base(host) / "processing" / "output" / name
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else []:
+            target = gathered / path.relative_to(folder)
+            if path.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif not target.exists():
+                shutil.copy2(path, target)
+            elif target.read_bytes() != path.read_bytes():  # the same file twice is one object
+                raise StepFailed(f"hosts wrote different files {target.relative_to(gathered)} into"
+                                 f" output {name}: per-host file names must keep them apart")
+    return gathered
 
 
 def training_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,
                  log_file: Path) -> dict[str, Path]:
-    base = step_dir / "opt_ml"
+    cluster = Cluster.of(step, spec, step_dir)
     channels = _inputs(spec)
-    mounts = _attach(channels, base, "input/data")
-    config = base / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
     hyperparameters = {k: str(v) for k, v in (spec.get("hyperparameters") or {}).items()}
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
-    (config / "resourceconfig.json").write_text(json.dumps(HOST_CONFIG))
-    (config / "inputdataconfig.json").write_text(json.dumps(
-        {c: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}
-         for c in channels}))
-    for folder in ("model", "output", "checkpoints"):
-        (base / folder).mkdir(parents=True, exist_ok=True)
-        mounts[base / folder] = f"/opt/ml/{folder}"
-    mounts[config] = "/opt/ml/input/config:ro"
-    command, env = engine.command(step.component, ["train"], base, mounts,
-                                  Resources.of(step, spec))
-    _run(command, env, log_file, base / "output" / "failure")
-    return {"model": base / "model", "output_data": base / "output" / "data"}
+    with cluster.network(engine) as networks:
+        jobs = []
+        for host in cluster.hosts:
+            base = cluster.base(host)
+            mounts = _attach(cluster.host_inputs(host, channels), base, "input/data")
+            config = base / "input" / "config"
+            write_json_atomic(config / "hyperparameters.json", hyperparameters)
+            interface = "lo" if engine.name == "local" else "eth0"
+            write_json_atomic(config / "resourceconfig.json",
+                              cluster.resource_config(host, interface))
+            write_json_atomic(config / "inputdataconfig.json", {
+                c: {"TrainingInputMode": "File", "S3DistributionType": cluster.distribution(c)}
+                for c in channels})
+            for folder in ("model", "output", "checkpoints"):
+                (base / folder).mkdir(parents=True, exist_ok=True)
+                mounts[base / folder] = f"/opt/ml/{folder}"
+            mounts[config] = "/opt/ml/input/config:ro"
+            command, env = engine.command(step.component, ["train"], base, mounts,
+                                          Resources.of(step, spec),
+                                          network=networks[host] if len(cluster.hosts) > 1
+                                          else None)
+            jobs.append(HostJob(host, command, env, base / "output" / "failure"))
+        _run(jobs, log_file)
+    first = cluster.base(cluster.hosts[0])  # only the first host writes the model
+    return {"model": first / "model", "output_data": first / "output" / "data"}
 
 
 def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engine,

@@ -327,3 +327,71 @@ def test_processing_train_merges_labelled_channels_once_each_with_their_channel(
         "extra": {"images": 5, "distribution": FULLY_REPLICATED, "present": True}}
     assert sorted(d["path"] for d in report["duplicates"]) == sorted(
         f"extra/{rel.replace('.png', '-copy.png')}" for rel in relpaths(images)[:4])
+
+
+def test_a_processed_data_set_split_between_hosts_by_key_is_refused_not_half_read(tmp_path):
+    """S3 key sharding can send a manifest to one host and its shards to another: the training
+    job must say so, not train on what happens to line up."""
+    from tests.conftest import run_entrypoint
+    from tests.reliability import write_processed
+
+    whole = write_processed(tmp_path / "whole", 16, {"train": slice(0, 60),
+                                                     "validation": slice(60, 80)})
+    part = tmp_path / "part"  # what one host might receive: some shards, not their manifest
+    part.mkdir()
+    for shard in sorted((whole / "train").glob("shard-*.npy")):
+        shutil.copy(shard, part / shard.name)
+    shutil.copy(whole / "train" / "classes.json", part / "classes.json")
+    (part / "manifest-algo-9.jsonl").write_text("")  # another host's lines would be here
+    base = training_host(tmp_path, "algo-1", ["algo-1", "algo-2"], part, whole / "validation",
+                         SHARDED)
+    result = run_entrypoint("algorithm", "train", base=base)
+    assert result.returncode == 2
+    reason = (base / "output" / "failure").read_text()
+    assert "train channel:" in reason and "ShardedByS3Key" in reason and "FullyReplicated" in reason
+
+
+TWO_INSTANCES = """
+name: two_instances
+parameters: {images: {}}
+steps:
+  - name: process
+    job: processing
+    component: processing
+    mode: train
+    instances: 2
+    sharded: [data]
+    inputs: {data: "${params.images}"}
+    args: [--image-size, "16", --workers, "1", --augment-copies, "0", --classes, "cat,dog,owl"]
+    outputs: [train, validation, test]
+  - name: train
+    job: training
+    component: algorithm
+    instances: 2
+    inputs:
+      train: "${steps.process.outputs.train}"
+      validation: "${steps.process.outputs.validation}"
+    hyperparameters: {model_name: test_resnet, epochs: 1, batch_size: 8}
+"""
+
+
+def test_the_runner_runs_processing_and_training_on_two_instances(images, tmp_path):
+    """The local engine lays out two hosts per step as SageMaker would: the images sharded
+    between the processing hosts, whose outputs are gathered as one S3 prefix would hold them,
+    then two training hosts sharing the data over DDP on the loopback interface."""
+    from pipelines.definition import load_pipeline
+    from pipelines.runner import Runner
+
+    definition = tmp_path / "two.yaml"
+    definition.write_text(TWO_INSTANCES)
+    result = Runner(load_pipeline(definition), {"images": str(images)}, tmp_path / "run",
+                    echo=False).run()
+    assert result.ok, result.summary()
+    process = result.outputs("process")
+    seen = Counter(s for split in ("train", "validation", "test") for s in sources(process[split]))
+    assert sorted(seen) == relpaths(images) and set(seen.values()) == {1}
+    assert {p.name for p in process["train"].glob("manifest*")} == {
+        "manifest-algo-1.jsonl", "manifest-algo-2.jsonl"}
+    logs = [(tmp_path / "run" / "train" / f"log-algo-{i}.txt").read_text() for i in (1, 2)]
+    assert all("(replicated)" in log for log in logs)
+    assert (result.outputs("train")["model"] / "model.json").exists()

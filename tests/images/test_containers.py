@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from pipelines.definition import load_pipeline
 from pipelines.jobs import Engine
 from pipelines.runner import Runner
 from pipelines.server import free_port, request
+from shared.data import ProcessedDataset
 from shared.sample_data import write_digits
 from tests.images.conftest import COMPONENTS, ENGINE, ROOT, podman
 
@@ -53,6 +55,66 @@ def test_training_pipeline_runs_every_image_in_train_mode(training_run):
     assert (explanations / "summary.json").is_file() and (explanations / "attributions.npz").is_file()
     version = training_run.outputs("register")["version_dir"]
     assert (version / "model" / "model.safetensors").is_file()
+
+
+TWO_INSTANCES = """
+name: two_instances
+parameters: {images: {}}
+steps:
+  - name: process_sharded
+    job: processing
+    component: processing
+    mode: train
+    instances: 2
+    sharded: [data]
+    inputs: {data: "${params.images}"}
+    args: [--image-size, "32", --no-hflip, --classes, "0,1,2,3,4,5,6,7,8,9"]
+    outputs: [train, validation, test]
+  - name: process
+    job: processing
+    component: processing
+    mode: train
+    instances: 2
+    inputs: {data: "${params.images}"}
+    args: [--image-size, "32", --no-hflip]
+    outputs: [train, validation, test]
+  - name: train
+    job: training
+    component: algorithm
+    instances: 2
+    inputs:
+      train: "${steps.process.outputs.train}"
+      validation: "${steps.process.outputs.validation}"
+      test: "${steps.process.outputs.test}"
+    hyperparameters: {model_name: resnet10t, epochs: 3, batch_size: 32, learning_rate: 0.002,
+                      accuracy_threshold: 0.8}
+"""
+
+
+def test_two_instance_processing_and_ddp_training_in_separate_containers(images, digits,
+                                                                        training_run, tmp_path):
+    """Each host its own container with its own /opt/ml and resource config, as SageMaker runs
+    them: the digits sharded by key between two processing hosts, and replicated to two others;
+    every image processed exactly once either way. Then two training containers on a private
+    network train one model over DDP (gloo on eth0): as accurate as one container's."""
+    definition = tmp_path / "two.yaml"
+    definition.write_text(TWO_INSTANCES)
+    result = Runner(load_pipeline(definition), {"images": str(digits)}, tmp_path / "run",
+                    Engine(ENGINE, images), echo=False).run()
+    assert result.ok, result.summary()
+    everything = sorted(p.relative_to(digits).as_posix() for p in digits.rglob("*.png"))
+    for step in ("process_sharded", "process"):
+        outputs = result.outputs(step)
+        seen = Counter(r.source for split in ("train", "validation", "test")
+                       for r in ProcessedDataset(outputs[split]).records if "#aug" not in r.id)
+        assert sorted(seen) == everything and set(seen.values()) == {1}, step
+    logs = [(tmp_path / "run" / "train" / f"log-algo-{i}.txt").read_text() for i in (1, 2)]
+    assert all("reads" in log and "(replicated)" in log for log in logs)
+    two = json.loads((result.outputs("train")["model"] / "evaluation.json").read_text())
+    one = json.loads((training_run.outputs("train")["model"] / "evaluation.json").read_text())
+    accuracy = [r["multiclass_classification_metrics"]["accuracy"]["value"] for r in (two, one)]
+    print(f"test accuracy: two instances {accuracy[0]:.4f}, one instance {accuracy[1]:.4f}")
+    assert accuracy[0] >= 0.8 and abs(accuracy[0] - accuracy[1]) <= 0.1
 
 
 def test_batch_pipeline_runs_every_image_in_serve_mode(images, training_run, digits, tmp_path):
