@@ -50,12 +50,19 @@ class TrainConfig(Workers):
 
 
 @dataclass(frozen=True)
-class ServeConfig(Workers):
-    input: Path | None = input_flag("data", "production images, any folder tree")
-    detector: Path | None = input_flag("detector", "what train mode wrote")
+class Tested:
+    """What serve and verdict share: the detector to test against, and the report."""
+
+    detector: Path | None = input_flag("detector", "the detector monitoring train wrote")
     report_output: Path | None = output_flag("report", "where drift.json and drift.png go")
-    window: int | None = setting(None, min=2, help="also test consecutive windows of N images in"
-                                                   " file order", metavar="N")
+    window: int | None = setting(None, min=2, metavar="N",
+                                 help="also test consecutive windows of N images in file order"
+                                      " (verdict: host, then file, order)")
+
+
+@dataclass(frozen=True)
+class ServeConfig(Workers, Tested):
+    input: Path | None = input_flag("data", "production images, any folder tree")
 
     def run(self) -> None:
         from monitoring import serve
@@ -63,18 +70,10 @@ class ServeConfig(Workers):
         serve.run(self)
 
 
-for _config in (TrainConfig, ServeConfig):
-    check_defaults(_config)
-
-
 @dataclass(frozen=True)
-class VerdictConfig:
+class VerdictConfig(Tested):
     input: Path | None = input_flag("reports", "every host's drift-<host>.json and"
                                                " features-<host>.npz, as monitoring serve wrote them")
-    detector: Path | None = input_flag("detector", "the detector the serve job used")
-    report_output: Path | None = output_flag("report", "where drift.json and drift.png go")
-    window: int | None = setting(None, min=2, help="also test consecutive windows of N images in"
-                                                   " host, then file, order", metavar="N")
 
     def run(self) -> None:
         from monitoring import verdict
@@ -82,4 +81,5 @@ class VerdictConfig:
         verdict.run(self)
 
 
-check_defaults(VerdictConfig)
+for _config in (TrainConfig, ServeConfig, VerdictConfig):
+    check_defaults(_config)

@@ -364,6 +364,9 @@ def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engi
     inputs = _inputs(spec)
     if "model" not in inputs or "data" not in inputs:
         raise PipelineError(f"step {step.name}: a transform needs inputs model and data")
+    if spec.get("instances", 1) not in (1, "1"):
+        raise PipelineError(f"step {step.name}: the local Batch Transform runs one model server;"
+                            " instances applies to processing and training steps")
     base = step_dir / "opt_ml"
     _link(inputs["model"], base / "model", base)
     out = step_dir / "output"
