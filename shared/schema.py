@@ -54,7 +54,6 @@ class Rule:
     min_length: int | None = None  # of a string or a list
     unique: bool = False  # items of a list
     parse: Callable[[str], Any] | None = None  # text to value, for a type `from_strings` can't parse
-    flag: bool = True  # offered as a command-line flag (some fields are set by the job itself)
     metavar: str | None = None
 
 

@@ -56,8 +56,6 @@ def add_flags(parser: argparse.ArgumentParser, config: type) -> None:
     """One flag per field (`--image-size` for image_size), its help saying type, default, range."""
     for field, tp in schema.fields_of(config):
         rule = schema.rule_of(field)
-        if not rule.flag:
-            continue
         flag = "--" + field.name.replace("_", "-")
         text = schema.help_line(field, tp).replace("%", "%%")
         if schema.type_name(tp) == "true/false":
