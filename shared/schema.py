@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import types
@@ -68,10 +69,12 @@ def rule_of(field: dataclasses.Field) -> Rule:
     return field.metadata.get("rule", Rule())
 
 
-def fields_of(cls: type) -> list[tuple[dataclasses.Field, Any]]:
-    """(field, resolved type) for every field of a dataclass."""
+@functools.cache
+def fields_of(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
+    """(field, resolved type) for every field of a dataclass (resolved once per class: manifests
+    check every line against it)."""
     hints = typing.get_type_hints(cls)
-    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+    return tuple((f, hints[f.name]) for f in dataclasses.fields(cls))
 
 
 def default_of(field: dataclasses.Field) -> Any:
