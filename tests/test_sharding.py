@@ -154,8 +154,12 @@ def test_drift_serve_tests_every_image_once_and_the_verdict_equals_one_host(
     single = json.loads((tmp_path / "single/processing/output/report/drift.json").read_text())
     assert one["n_test"] == single["n_test"] == len(relpaths(images))
     assert one["distance"] == pytest.approx(single["distance"], rel=1e-5)  # order-free statistic
-    if distribution == FULLY_REPLICATED:  # the same images in the same order: the same test
-        assert (one["p_value"], one["threshold"]) == (single["p_value"], single["threshold"])
+    if distribution == FULLY_REPLICATED:
+        # the same images in the same order: the same permutations, so the same test, up to the
+        # float rounding of encoding them in other batches (which differs between CPUs)
+        assert one["threshold"] == pytest.approx(single["threshold"], rel=1e-4)
+        assert one["p_value"] == pytest.approx(single["p_value"], abs=1 / 50)
+        assert one["drift"] == single["drift"]
     assert one["joined_hosts"] == [f"algo-{i}" for i in range(1, hosts + 1)]
 
 
