@@ -15,9 +15,12 @@ from shared.data.discovery import (
 )
 from shared.data.images import (
     IMAGE_SUFFIXES,
+    MAX_ASPECT_RATIO,
     MAX_PIXELS,
     ImageDecodeError,
+    check_size,
     fit_square,
+    image_size,
     load_rgb,
     load_square_array,
 )
@@ -31,7 +34,9 @@ __all__ = [
     "DecodedPool",
     "IMAGE_SUFFIXES",
     "ImageDecodeError",
+    "check_size",
     "ImageFile",
+    "MAX_ASPECT_RATIO",
     "MAX_PIXELS",
     "ManifestRecord",
     "ProcessedDataset",
@@ -40,6 +45,7 @@ __all__ = [
     "decode_usable",
     "default_workers",
     "fit_square",
+    "image_size",
     "labels_from_folders",
     "list_images",
     "list_labelled_images",

@@ -39,9 +39,14 @@ MB = 1_000_000
 SHARD_NAME = re.compile(r"shard-[A-Za-z0-9_.-]*\.npy")  # no separators: nothing outside the folder
 
 
+# A shard is one Batch Transform request: no more images than the model server takes in one
+# (its SAGEMAKER_MAX_IMAGES_PER_REQUEST default).
+MAX_SHARD_ROWS = 4096
+
+
 def rows_per_shard(image_shape: tuple[int, int], max_shard_mb: float) -> int:
     row_bytes = image_shape[0] * image_shape[1] * 3
-    rows = int((max_shard_mb * MB - NPY_HEADER_BYTES) // row_bytes)
+    rows = min(MAX_SHARD_ROWS, int((max_shard_mb * MB - NPY_HEADER_BYTES) // row_bytes))
     if rows < 1:
         raise UserError(
             f"one {image_shape[0]}x{image_shape[1]} image ({row_bytes:,} bytes) does not fit in a"

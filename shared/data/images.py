@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,9 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 # each one more decoder to attack (its EPS reader even runs Ghostscript when one is installed).
 FORMATS = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")  # JPEG includes multi-picture (MPO) files
 MAX_PIXELS = 64_000_000  # ~8000x8000; above this an image is refused, not decoded
+# Longer side over shorter side. Beyond this an image is a strip, not a picture: cropping keeps a
+# sliver of it and padding a line, neither fit to classify, so it is refused from its header.
+MAX_ASPECT_RATIO = 32
 PAD_VALUE = 0
 
 
@@ -31,6 +36,17 @@ class ImageDecodeError(UserError):
 
 def is_image_name(name: str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def check_size(width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse, before any pixel is decoded, an image with no pixels, too many or a strip's shape."""
+    if width <= 0 or height <= 0:
+        raise ImageDecodeError("image has no pixels")
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"{width}x{height} pixels is more than the {max_pixels:,} allowed")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageDecodeError(f"{width}x{height} is a strip, not a picture: the longer side may be"
+                               f" at most {MAX_ASPECT_RATIO} times the shorter")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -50,41 +66,13 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")  # 1, L, P, CMYK, YCbCr, LAB, HSV
 
 
-def load_rgb(
-    source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None
-) -> Image.Image:
-    """Open an image file (or bytes) as an upright RGB PIL image.
-
-    `draft_size` lets the JPEG decoder scale down by 2/4/8 while decoding when the result only needs
-    to be that large: a big speed-up for large photos, never smaller than asked.
-    Raises ImageDecodeError with the reason for an empty, corrupt, truncated or oversized image.
-    """
-    if isinstance(source, bytes):
-        if not source:
-            raise ImageDecodeError("empty file (0 bytes)")
-        stream: io.BytesIO | Path = io.BytesIO(source)
-    else:
-        stream = Path(source)
-        if stream.stat().st_size == 0:
-            raise ImageDecodeError("empty file (0 bytes)")
+@contextmanager
+def _reading() -> Iterator[None]:
+    """Turn whatever Pillow raises on bad bytes into an ImageDecodeError that says why."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream, formats=FORMATS) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageDecodeError(
-                        f"{width}x{height} pixels is more than the {max_pixels:,} allowed"
-                    )
-                if width == 0 or height == 0:
-                    raise ImageDecodeError("image has no pixels")
-                image.seek(0)  # animated GIF/WebP/TIFF: first frame
-                if draft_size and image.format == "JPEG":
-                    image.draft("RGB", (draft_size, draft_size))
-                image.load()
-                upright = _to_rgb(ImageOps.exif_transpose(image)).copy()
-                upright.info["stored_size"] = (width, height)  # before draft scaling, for reports
-                return upright
+            yield
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -96,22 +84,66 @@ def load_rgb(
         raise ImageDecodeError(f"corrupt or truncated image: {exc}") from None
 
 
+def _stream(source: str | Path | bytes) -> io.BytesIO | Path:
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageDecodeError("empty file (0 bytes)")
+        return io.BytesIO(source)
+    if Path(source).stat().st_size == 0:
+        raise ImageDecodeError("empty file (0 bytes)")
+    return Path(source)
+
+
+def image_size(source: str | Path | bytes) -> tuple[int, int]:
+    """Width and height as the header states them; no pixel is decoded (to budget the work)."""
+    stream = _stream(source)
+    with _reading(), Image.open(stream, formats=FORMATS) as image:
+        return image.size
+
+
+def load_rgb(
+    source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
+    """Open an image file (or bytes) as an upright RGB PIL image.
+
+    `draft_size` lets the JPEG decoder scale down by 2/4/8 while decoding when the result only needs
+    to be that large: a big speed-up for large photos, never smaller than asked.
+    Raises ImageDecodeError with the reason for an empty, corrupt, truncated or oversized image.
+    """
+    stream = _stream(source)
+    with _reading(), Image.open(stream, formats=FORMATS) as image:
+        width, height = image.size
+        check_size(width, height, max_pixels)
+        image.seek(0)  # animated GIF/WebP/TIFF: first frame
+        if draft_size and image.format == "JPEG":
+            image.draft("RGB", (draft_size, draft_size))
+        image.load()
+        upright = _to_rgb(ImageOps.exif_transpose(image)).copy()
+        upright.info["stored_size"] = (width, height)  # before draft scaling, for reports
+        return upright
+
+
 def fit_square(image: Image.Image, size: int, policy: str = "crop") -> Image.Image:
     """Resize to size x size keeping the aspect ratio.
 
-    `crop`: scale the shorter side to `size`, then cut the centre (nothing is distorted, the edges
-    of long images are lost). `pad`: scale the longer side to `size` and pad the rest with black
-    (nothing is lost, small images get borders).
+    `crop`: the centred square of side min(width, height) scaled to `size` (nothing is distorted,
+    the edges of long images are lost). `pad`: the whole image scaled so its longer side is `size`,
+    padded with black (nothing is lost, small images get borders). The crop box is taken in source
+    coordinates, so no intermediate image is ever larger than size x size: the work per image is
+    bounded by the source and the output, whatever the shape.
     """
     if policy not in RESIZE_POLICIES:
         raise ValueError(f"resize policy {policy!r} is unknown; valid: {', '.join(RESIZE_POLICIES)}")
     width, height = image.size
     if policy == "crop":
+        # The box that scaling the short side to `size` and cutting the centre on whole output
+        # pixels would keep (as this did until 2026-11), so models trained before sample the same.
         scale = size / min(width, height)
-        new = (max(size, round(width * scale)), max(size, round(height * scale)))
-        resized = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
-        left, top = (new[0] - size) // 2, (new[1] - size) // 2
-        return resized.crop((left, top, left + size, top + size))
+        scaled = (max(size, round(width * scale)), max(size, round(height * scale)))
+        sx, sy = width / scaled[0], height / scaled[1]
+        left, top = (scaled[0] - size) // 2, (scaled[1] - size) // 2
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return image.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
     scale = size / max(width, height)
     new = (max(1, round(width * scale)), max(1, round(height * scale)))
     resized = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
