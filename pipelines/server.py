@@ -47,18 +47,19 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
 def running_server(base: Path, workers: int = 1, env: dict[str, str] | None = None,
                    wait_ready: bool = True, command: list[str] | None = None,
                    startup_timeout: float = 120,
-                   port: int | None = None) -> Iterator[tuple[subprocess.Popen, int]]:
+                   port: int | None = None, stdout=subprocess.DEVNULL,
+                   ) -> Iterator[tuple[subprocess.Popen, int]]:
     """Start `algorithm serve` (or `command`) for the model under `base`; SIGTERM it on exit.
 
     Waits until /ping answers 200 (or, with wait_ready=False, until the server answers at all).
-    `port` is where it answers on 127.0.0.1 (default: a free one).
+    `port` is where it answers on 127.0.0.1 (default: a free one); `stdout` takes its access log.
     """
     port = port or free_port()
     full_env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT),
                 "SAGEMAKER_BIND_TO_PORT": str(port),
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), **(env or {})}
     command = command or [sys.executable, "-m", "algorithm", "serve", "--host", "127.0.0.1"]
-    proc = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=stdout,
                             stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + startup_timeout
@@ -70,7 +71,11 @@ def running_server(base: Path, workers: int = 1, env: dict[str, str] | None = No
                 if status == 200 or (not wait_ready and status == 503):
                     break
                 if isinstance(body, dict) and body.get("status") == "failed":
-                    raise RuntimeError(f"the model server cannot serve: {body.get('error')}")
+                    proc.terminate()  # its log holds the reason (/ping does not tell strangers)
+                    reasons = [line for line in proc.communicate(timeout=30)[1].splitlines()
+                               if "could not be loaded" in line]
+                    raise RuntimeError("the model server cannot serve: "
+                                       + (reasons[-1] if reasons else body.get("error", "")))
             except OSError:
                 pass
             if time.monotonic() > deadline:

@@ -96,16 +96,21 @@ def test_a_server_started_while_the_model_is_written_waits_for_the_whole_model(m
             time.sleep(0.2)
 
 
-def test_a_broken_model_keeps_ping_at_503_with_the_reason(tmp_path):
+def test_a_broken_model_keeps_ping_at_503_and_only_the_log_says_why(tmp_path):
     base = tmp_path / "opt_ml"
     (base / "model").mkdir(parents=True)
     (base / "model" / "model.pth").write_bytes(b"\x80\x04pickle")
-    with running_server(base, wait_ready=False) as (_, port):
+    with running_server(base, wait_ready=False) as (proc, port):
         deadline = time.monotonic() + 30
         while (body := request(port, "GET", "/ping")[1])["status"] == "loading":
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert body["status"] == "failed" and "pickled weights are refused" in body["error"]
+        status, answer, _ = request(port, "POST", "/invocations", b"x",
+                                    {"Content-Type": "image/png"})
+    assert body["status"] == "failed" and "log" in body["error"]
+    assert status == 503 and answer["error"] == body["error"]
+    assert str(base) not in json.dumps([body, answer])  # no file paths for strangers
+    assert "pickled weights are refused" in proc.stderr.read()
 
 
 def test_execution_parameters(server):

@@ -42,6 +42,7 @@ PING_LIMIT_S = 2.0  # SageMaker fails a container whose /ping takes longer
 # Worker RSS: the second load phase (~900 requests per worker) may add at most this much, which
 # a leak of 12 KB per request would exceed; and the whole run at most the second figure.
 RSS_STEADY_LIMIT_MB, RSS_GROWTH_LIMIT_MB = 10, 40
+BUSY_RETRIES, BUSY_PAUSE_S = 200, 0.05  # a client's patience with 503 + Retry-After
 SHUTDOWN_LIMIT_S = 15.0  # gunicorn waits up to 2 s for idle kept-alive connections, then each
 # process finalises (seconds with torch loaded on a busy machine)
 
@@ -110,6 +111,7 @@ class Tally:
     slow_served: int = 0
     stall_seconds: list = field(default_factory=list)  # until a silent client was let go
     resets: int = 0
+    busy: int = 0  # 503 with Retry-After, retried
 
 
 def check_response(call: Call, status: int, raw: bytes, tally: Tally) -> None:
@@ -136,26 +138,37 @@ def check_response(call: Call, status: int, raw: bytes, tally: Tally) -> None:
         tally.wrong.append((call.kind, call.expected, status, raw[:200]))
 
 
+def send(conn: http.client.HTTPConnection, call: Call, tally: Tally):
+    """One request; a connection the server closed is reopened once, as any HTTP client does."""
+    for attempt in (1, 2):
+        try:
+            conn.request(call.method, call.path, body=call.body or None, headers=call.headers)
+            response = conn.getresponse()
+            raw = response.read()
+            if response.will_close:
+                conn.close()
+            return response, raw
+        except (http.client.RemoteDisconnected, ConnectionError) as exc:
+            conn.close()
+            tally.reconnects += 1
+            if attempt == 2:
+                tally.wrong.append((call.kind, call.expected, None, repr(exc).encode()))
+    return None, None
+
+
 def fast_client(port: int, calls: list[Call], count: int, rng, tally: Tally) -> None:
-    """Keep-alive requests; a connection the server closed is reopened, as any HTTP client does."""
+    """Keep-alive requests. A 503 with Retry-After (a worker's queue is full: the reset clients'
+    abandoned requests fill it) is retried, as a SageMaker client does."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for _ in range(count):
         call = rng.choice(calls)
-        for attempt in (1, 2):
-            try:
-                started = time.monotonic()
-                conn.request(call.method, call.path, body=call.body or None, headers=call.headers)
-                response = conn.getresponse()
-                raw = response.read()
-                if response.will_close:
-                    conn.close()
+        started = time.monotonic()
+        for _ in range(BUSY_RETRIES):
+            response, raw = send(conn, call, tally)
+            if response is None or response.status != 503 or not response.getheader("Retry-After"):
                 break
-            except (http.client.RemoteDisconnected, ConnectionError) as exc:
-                conn.close()
-                tally.reconnects += 1
-                if attempt == 2:
-                    tally.wrong.append((call.kind, call.expected, None, repr(exc).encode()))
-                    raw = None
+            tally.busy += 1
+            time.sleep(BUSY_PAUSE_S)
         if raw is None:
             continue
         if call.expected == 200:
@@ -334,7 +347,7 @@ def test_load_with_bad_slow_silent_and_reset_clients(model_base):
         "pings": len(tally.pings), "ping_max_s": round(float(ping_seconds.max()), 3),
         "slow_served": tally.slow_served, "resets": tally.resets,
         "silent_let_go_after_s": round(max(tally.stall_seconds), 2),
-        "reconnects": tally.reconnects,
+        "reconnects": tally.reconnects, "busy_retried": tally.busy,
         "worker_rss_mb_after_warm_up_phase1_phase2": [[round(r[p], 1) for p in sorted(rss[0])]
                                                       for r in rss],
         "shutdown_s": round(shutdown_s, 2),
@@ -359,7 +372,9 @@ def test_load_with_bad_slow_silent_and_reset_clients(model_base):
 
 @pytest.fixture(scope="module")
 def one_worker(model_base):
-    with running_server(model_base, workers=1, env=SERVER_ENV) as (_, port):
+    env = {**SERVER_ENV, "SAGEMAKER_SERVER_THREADS_PER_WORKER": "4",
+           "SAGEMAKER_SERVER_MAX_QUEUE": "2"}
+    with running_server(model_base, workers=1, env=env) as (_, port):
         yield port
 
 

@@ -1,25 +1,39 @@
-"""The WSGI app: SageMaker's serving contract, errors as JSON with the right status code."""
+"""The WSGI app: SageMaker's serving contract, errors as JSON with the right status code.
+
+Work per request is bounded: the body by SAGEMAKER_MAX_PAYLOAD_IN_MB, the images and their pixels
+by the codecs' Limits, the requests a worker holds for its model by SAGEMAKER_SERVER_MAX_QUEUE
+(more get 503 with Retry-After), and the wait for an answer by SAGEMAKER_MODEL_SERVER_TIMEOUT
+(then 504; a forward pass stuck past it retires the worker, and gunicorn starts a fresh one).
+Decoding runs one request at a time per worker, beside the forward pass of another.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
+import threading
+import time
 from typing import BinaryIO
 
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
 from algorithm.serve import codecs
-from algorithm.serve.predictor import Predictor
+from algorithm.serve.access import AccessLog, custom_top_k
+from algorithm.serve.predictor import InferenceTimeout, Predictor
 from algorithm.serve.settings import ServerSettings
-from algorithm.serve.worker import SilentClient
+from algorithm.serve.worker import SilentClient, SlowClient
 
 log = logging.getLogger(__name__)
 # An oversized body up to this many times the limit is read and dropped before the 413 goes out:
 # a client that sends its whole body before reading (most do) then gets the 413 instead of a reset,
 # and the connection stays usable. Larger bodies are answered at once and the connection closed.
 DRAIN_FACTOR = 4
+RETRY_AFTER_S = 1
+IMAGES_KEY = "algorithm.serve.images"  # in the WSGI environ: how many images a request held
+LOAD_FAILED = "the model could not be loaded (the server's log says why)"
 
 
 def json_response(data: object, status: int = 200) -> Response:
@@ -28,6 +42,25 @@ def json_response(data: object, status: int = 200) -> Response:
 
 def error(message: str, status: int) -> Response:
     return json_response({"error": message}, status)
+
+
+def _libc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _libc_trim()
+TRIM_AFTER_BYTES = 32 * 2 ** 20
+
+
+def release_memory() -> None:
+    """Give the memory of a large request's pixels back to the system. Without this, glibc keeps
+    it in the arena of whichever thread decoded them, and a worker's threads each keep their own:
+    memory then grows with the number of threads that ever decoded a large request."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def discard(stream: BinaryIO, limit: int) -> bool:
@@ -45,13 +78,21 @@ def discard(stream: BinaryIO, limit: int) -> bool:
 
 
 class ServingApp:
-    def __init__(self, predictor: Predictor, settings: ServerSettings) -> None:
+    def __init__(self, predictor: Predictor, settings: ServerSettings, retire=lambda: None) -> None:
         self.predictor = predictor
         self.settings = settings
+        self.retire = retire  # called when a forward pass is stuck past the deadline
         self.max_bytes = int(settings.max_payload_mb * 1024 * 1024)
+        self.limits = codecs.Limits(settings.max_images, settings.max_decoded_bytes)
         self.default_accept = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", codecs.JSON)
+        self.queue = threading.BoundedSemaphore(settings.max_queue)
+        self.queued = 0  # requests holding a queue place, for the metrics
+        self.counting = threading.Lock()
+        self.decoding = threading.Lock()  # one decode at a time: its memory is bounded per worker
+        self.access = AccessLog()
 
     def __call__(self, environ, start_response):
+        started = time.monotonic()
         request = Request(environ)
         request.max_content_length = self.max_bytes
         try:
@@ -61,7 +102,10 @@ class ServingApp:
             response = error(f"the request body is larger than {self.settings.max_payload_mb} MB"
                              " (SAGEMAKER_MAX_PAYLOAD_IN_MB)", 413)
         except ClientDisconnected as exc:  # the client hung up or fell silent: not a server fault
-            if isinstance(exc.__context__, SilentClient):
+            if isinstance(exc.__context__, SlowClient):
+                response = error(f"the request had not arrived after {self.settings.request_deadline}"
+                                 " s (SAGEMAKER_SERVER_REQUEST_DEADLINE)", 408)
+            elif isinstance(exc.__context__, SilentClient):
                 response = error(f"the request body stopped arriving for {self.settings.read_timeout}"
                                  " s (SAGEMAKER_SERVER_READ_TIMEOUT)", 408)
             else:
@@ -69,15 +113,17 @@ class ServingApp:
         except HTTPException as exc:
             response = error(exc.description or exc.name, exc.code or 400)
         except Exception:  # a real server fault: log it, never leak a traceback
-            log.exception("error while handling %s %s", request.method, request.path)
+            log.exception("error while handling %s %r", request.method, request.path)
             response = error("internal server error", 500)
+        self.access.write(request, response, environ.get(IMAGES_KEY, 0), time.monotonic() - started,
+                          self.queued)
         return response(environ, start_response)
 
     def route(self, request: Request) -> Response:
         routes = {"/ping": ("GET", self.ping), "/invocations": ("POST", self.invocations),
                   "/execution-parameters": ("GET", self.execution_parameters)}
         if request.path not in routes:
-            return error(f"no such path {request.path}; use /ping, /invocations,"
+            return error(f"no such path {request.path!r}; use /ping, /invocations,"
                          " /execution-parameters", 404)
         method, handler = routes[request.path]
         if request.method != method and not (method == "GET" and request.method == "HEAD"):
@@ -87,16 +133,12 @@ class ServingApp:
     def ping(self, request: Request) -> Response:
         if self.predictor.ready:
             return json_response({"status": "healthy"})
-        if self.predictor.error:
-            return json_response({"status": "failed", "error": self.predictor.error}, 503)
+        if self.predictor.error:  # the reason names files: it goes to the log, not to callers
+            return json_response({"status": "failed", "error": LOAD_FAILED}, 503)
         return json_response({"status": "loading"}, 503)
 
     def execution_parameters(self, request: Request) -> Response:
-        return json_response({
-            "MaxConcurrentTransforms": self.settings.workers,
-            "BatchStrategy": "MultiRecord",
-            "MaxPayloadInMB": int(self.settings.max_payload_mb),
-        })
+        return json_response(self.settings.transform_parameters)
 
     def accept_type(self, request: Request) -> str | None:
         header = request.headers.get("Accept", "").strip()
@@ -113,15 +155,43 @@ class ServingApp:
         if accept is None:
             return error(f"cannot answer with Accept {request.headers.get('Accept')!r}; use "
                          + " or ".join(codecs.ACCEPT_TYPES), 406)
+        try:
+            k = custom_top_k(request.headers, self.settings.top_k)
+        except ValueError as exc:
+            return error(str(exc), 400)
         if not self.predictor.wait_if_loading(self.settings.timeout):
-            return error(self.predictor.error or "the model is still loading", 503)
+            return error(LOAD_FAILED if self.predictor.error else "the model is still loading", 503)
         config = self.predictor.config
         body = request.get_data(cache=False)
+        if not self.queue.acquire(blocking=False):
+            response = error(f"this worker already holds {self.settings.max_queue} requests"
+                             " (SAGEMAKER_SERVER_MAX_QUEUE); retry shortly", 503)
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
+        with self.counting:
+            self.queued += 1
+        decoder = codecs.Decoder(config, self.limits)
         try:
-            batch = codecs.decode(content_type, body, config)
+            with self.decoding:
+                batch = decoder.decode(content_type, body)
+            request.environ[IMAGES_KEY] = len(batch.images)
+            probabilities = self.predictor.predict_within(batch.images, self.settings.timeout)
         except codecs.PayloadError as exc:
-            return error(str(exc), 400)
-        probabilities = self.predictor.predict(batch.images)
-        objects = codecs.prediction_objects(probabilities, config.class_names, batch.ids,
-                                            self.settings.top_k)
+            return error(str(exc), exc.status)
+        except MemoryError:
+            return error("the request needs more memory than this worker has", 413)
+        except InferenceTimeout:
+            if self.predictor.stuck(self.settings.timeout):
+                log.error("a forward pass has run longer than %d s: retiring this worker",
+                          self.settings.timeout)
+                self.retire()
+            return error(f"no answer within {self.settings.timeout} s"
+                         " (SAGEMAKER_MODEL_SERVER_TIMEOUT)", 504)
+        finally:
+            with self.counting:
+                self.queued -= 1
+            self.queue.release()
+            if decoder.charged > TRIM_AFTER_BYTES:
+                release_memory()
+        objects = codecs.prediction_objects(probabilities, config.class_names, batch.ids, k)
         return Response(codecs.encode(objects, batch.single, accept), mimetype=accept)

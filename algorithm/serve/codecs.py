@@ -11,12 +11,14 @@ import base64
 import binascii
 import io
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib import format as npformat
 from PIL import Image
 
-from shared.data import ImageDecodeError, fit_square, load_square_array
+from shared.data import ImageDecodeError, check_size, fit_square, image_size, load_square_array
 from shared.errors import UserError
 from shared.models import ModelConfig, top_k
 
@@ -31,6 +33,22 @@ ACCEPT_TYPES = (JSON, JSONLINES)
 class PayloadError(UserError):
     """The request body cannot be used; the message says why (answered with 400)."""
 
+    status = 400
+
+
+class PayloadTooLarge(PayloadError):
+    """The request asks for more work than one request may (answered with 413)."""
+
+    status = 413
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost: images, and bytes of pixels decoded or fitted for them."""
+
+    max_images: int
+    max_decoded_bytes: int
+
 
 @dataclass
 class Batch:
@@ -39,82 +57,147 @@ class Batch:
     single: bool
 
 
-def _image(data: bytes, config: ModelConfig, where: str) -> np.ndarray:
-    try:
-        return load_square_array(data, config.input_size, config.resize_policy)
-    except ImageDecodeError as exc:
-        raise PayloadError(f"{where}: {exc}") from None
+class Decoder:
+    """Decodes one request's images, charging each one's pixels to the request's budget.
 
+    An image costs its source pixels or its fitted pixels, whichever is more (a tiny image scaled
+    up costs what it becomes), three bytes each. The charge is taken from the header, before any
+    pixel is decoded.
+    """
 
-def _b64_image(record: object, config: ModelConfig, where: str) -> tuple[np.ndarray, str | None]:
-    if not isinstance(record, dict):
-        raise PayloadError(f"{where}: expected an object with a base64 image under 'b64'")
-    encoded = record.get("b64", record.get("image"))
-    if not isinstance(encoded, str):
-        raise PayloadError(f"{where}: missing 'b64' (a base64-encoded image)")
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise PayloadError(f"{where}: 'b64' is not valid base64") from None
-    image_id = record.get("id")
-    return _image(data, config, where), None if image_id is None else str(image_id)
+    def __init__(self, config: ModelConfig, limits: Limits) -> None:
+        self.config = config
+        self.limits = limits
+        self.left = limits.max_decoded_bytes
+        self.fitted = 3 * config.input_size ** 2
 
+    def decode(self, content_type: str, body: bytes) -> Batch:
+        if not body:
+            raise PayloadError("the request body is empty")
+        if content_type in IMAGE_TYPES:
+            return Batch(self.image(body, "image")[None], [None], True)
+        if content_type == NPY:
+            return self.npy(body)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PayloadError(f"{content_type} body is not UTF-8 text") from None
+        if content_type == JSONLINES:
+            lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+            if not lines:
+                raise PayloadError("no records in the jsonlines body")
+            self.count(len(lines))
+            decoded = [self.b64_image(parse_json(line, f"line {n}: "), f"line {n}")
+                       for n, line in lines]
+        else:
+            payload = parse_json(text, "")
+            instances = payload.get("instances") if isinstance(payload, dict) else None
+            if not isinstance(instances, list) or not instances:
+                raise PayloadError('expected {"instances": [{"b64": "<base64 image>"}, ...]}')
+            self.count(len(instances))
+            decoded = [self.b64_image(r, f"instance {i}") for i, r in enumerate(instances)]
+        return Batch(np.stack([d[0] for d in decoded]), [d[1] for d in decoded], False)
 
-def _npy(body: bytes, config: ModelConfig) -> Batch:
-    try:
-        array = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise PayloadError(f"not a valid .npy array (object arrays are refused): {exc}") from None
-    single = array.ndim == 3
-    if single:
-        array = array[None]
-    if array.ndim != 4 or array.shape[-1] != 3 or array.dtype != np.uint8:
-        raise PayloadError(f"expected a uint8 array N x H x W x 3 (or H x W x 3), got"
-                           f" {array.dtype} {array.shape}")
-    if array.shape[0] == 0 or 0 in array.shape[1:3]:
-        raise PayloadError(f"the array holds no pixels: shape {array.shape}")
-    size = config.input_size
-    if array.shape[1:3] != (size, size):
-        array = np.stack([np.asarray(fit_square(Image.fromarray(a), size, config.resize_policy))
-                          for a in array])
-    return Batch(np.ascontiguousarray(array), [None] * len(array), single)
+    @property
+    def charged(self) -> int:
+        """Bytes of pixels charged so far (decoded or fitted)."""
+        return self.limits.max_decoded_bytes - self.left
 
+    def count(self, n: int) -> None:
+        if n > self.limits.max_images:
+            raise PayloadTooLarge(f"the request holds {n} images, more than the"
+                                  f" {self.limits.max_images} allowed"
+                                  " (SAGEMAKER_MAX_IMAGES_PER_REQUEST)")
 
-def decode(content_type: str, body: bytes, config: ModelConfig) -> Batch:
-    if not body:
-        raise PayloadError("the request body is empty")
-    if content_type in IMAGE_TYPES:
-        return Batch(_image(body, config, "image")[None], [None], True)
-    if content_type == NPY:
-        return _npy(body, config)
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PayloadError(f"{content_type} body is not UTF-8 text") from None
-    if content_type == JSONLINES:
-        images, ids = [], []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+    def charge(self, width: int, height: int) -> None:
+        self.left -= max(3 * width * height, self.fitted)
+        if self.left < 0:
+            mb = self.limits.max_decoded_bytes / 2 ** 20
+            raise PayloadTooLarge(f"the request's images decode to more than {mb:g} MB of pixels"
+                                  " (SAGEMAKER_MAX_DECODED_MB_PER_REQUEST)")
+
+    def image(self, data: bytes, where: str) -> np.ndarray:
+        try:
+            width, height = image_size(data)
+            self.charge(width, height)
+            return load_square_array(data, self.config.input_size, self.config.resize_policy)
+        except ImageDecodeError as exc:
+            raise PayloadError(f"{where}: {exc}") from None
+
+    def b64_image(self, record: object, where: str) -> tuple[np.ndarray, str | None]:
+        if not isinstance(record, dict):
+            raise PayloadError(f"{where}: expected an object with a base64 image under 'b64'")
+        encoded = record.get("b64", record.get("image"))
+        if not isinstance(encoded, str):
+            raise PayloadError(f"{where}: missing 'b64' (a base64-encoded image)")
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise PayloadError(f"{where}: 'b64' is not valid base64") from None
+        image_id = record.get("id")
+        return self.image(data, where), None if image_id is None else str(image_id)
+
+    def npy(self, body: bytes) -> Batch:
+        array = read_npy(body)
+        single = array.ndim == 3
+        if single:
+            array = array[None]
+        self.count(len(array))
+        size = self.config.input_size
+        for _ in range(len(array)):  # the body holds the source pixels; fitting may add more
+            self.charge(array.shape[2], array.shape[1])
+        if array.shape[1:3] != (size, size):
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PayloadError(f"line {number}: not valid JSON ({exc.msg})") from None
-            image, image_id = _b64_image(record, config, f"line {number}")
-            images.append(image)
-            ids.append(image_id)
-        if not images:
-            raise PayloadError("no records in the jsonlines body")
-        return Batch(np.stack(images), ids, False)
+                check_size(array.shape[2], array.shape[1])
+            except ImageDecodeError as exc:
+                raise PayloadError(str(exc)) from None
+            array = np.stack([np.asarray(fit_square(Image.fromarray(a), size,
+                                                    self.config.resize_policy)) for a in array])
+        return Batch(np.ascontiguousarray(array), [None] * len(array), single)
+
+
+def read_npy(body: bytes) -> np.ndarray:
+    """A uint8 N x H x W x 3 (or H x W x 3) array from .npy bytes, its header checked against the
+    body before anything is allocated (numpy's own reader allocates what the header declares)."""
+    stream = io.BytesIO(body)
     try:
-        payload = json.loads(text)
+        version = npformat.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = npformat.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise PayloadError(f"not a valid .npy array (object arrays are refused): {exc}") from None
+    if dtype.hasobject:
+        raise PayloadError("object arrays are refused (they would unpickle code)")
+    if dtype != np.uint8 or len(shape) not in (3, 4) or shape[-1] != 3:
+        raise PayloadError(f"expected a uint8 array N x H x W x 3 (or H x W x 3), got"
+                           f" {dtype} {shape}")
+    if 0 in shape:
+        raise PayloadError(f"the array holds no pixels: shape {shape}")
+    declared, held = math.prod(shape), len(body) - stream.tell()
+    if declared != held:
+        raise PayloadError(f"the .npy header declares {declared} bytes of data, the body holds"
+                           f" {held}")
+    data = np.frombuffer(bytearray(body[stream.tell():]), dtype=np.uint8)
+    return data.reshape(shape, order="F" if fortran else "C")
+
+
+def parse_json(text: str, where: str) -> object:
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PayloadError(f"not valid JSON ({exc.msg})") from None
-    instances = payload.get("instances") if isinstance(payload, dict) else None
-    if not isinstance(instances, list) or not instances:
-        raise PayloadError('expected {"instances": [{"b64": "<base64 image>"}, ...]}')
-    decoded = [_b64_image(r, config, f"instance {i}") for i, r in enumerate(instances)]
-    return Batch(np.stack([d[0] for d in decoded]), [d[1] for d in decoded], False)
+        raise PayloadError(f"{where}not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise PayloadError(f"{where}JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise PayloadError(f"{where}unusable JSON ({exc})") from None
+
+
+def decode(content_type: str, body: bytes, config: ModelConfig, limits: Limits) -> Batch:
+    return Decoder(config, limits).decode(content_type, body)
 
 
 def prediction_objects(probabilities: np.ndarray, classes: list[str], ids: list[str | None],

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from shared.errors import MissingInputError
 from shared.models import ImageClassifier, ModelConfig, default_device, load_artifact
@@ -27,7 +30,8 @@ class Predictor:
     (`wait_if_loading`) instead of failing.
     """
 
-    def __init__(self, model_path: Path, micro_batch: int = 64) -> None:
+    def __init__(self, model_path: Path, micro_batch: int = 64,
+                 device: torch.device | None = None) -> None:
         self.model_path = Path(model_path)
         self.micro_batch = micro_batch
         self.model: ImageClassifier | None = None
@@ -35,7 +39,10 @@ class Predictor:
         self.loading = False  # an artifact is there and being read
         self._settled = threading.Event()  # loading ended, with a model or an error
         self._lock = threading.Lock()  # one forward pass at a time per worker: no oversubscription
-        self.device = default_device()
+        self.device = device or default_device()
+        self._jobs: queue.SimpleQueue[tuple[np.ndarray, Future]] = queue.SimpleQueue()
+        self._runner: threading.Thread | None = None
+        self._busy_since: float | None = None  # when the running forward pass started
 
     @property
     def ready(self) -> bool:
@@ -127,3 +134,41 @@ class Predictor:
         assert self.model is not None
         with self._lock:
             return self.model.probabilities(images, self.micro_batch)
+
+    def predict_within(self, images: np.ndarray, timeout: float) -> np.ndarray:
+        """`predict` on the worker's inference thread; InferenceTimeout when no answer came within
+        `timeout` seconds (queueing included). The forward pass cannot be cut short: `stuck` says
+        whether the one running has outlived the deadline, so the worker can be replaced."""
+        with self._lock:
+            if self._runner is None:
+                self._runner = threading.Thread(target=self._run_jobs, name="inference",
+                                                daemon=True)  # a stuck one must not block exit
+                self._runner.start()
+        future: Future = Future()
+        self._jobs.put((images, future))
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()  # still queued: never run it
+            raise InferenceTimeout(f"no answer within {timeout:g} s") from None
+
+    def stuck(self, timeout: float) -> bool:
+        started = self._busy_since
+        return started is not None and time.monotonic() - started > timeout
+
+    def _run_jobs(self) -> None:
+        while True:
+            images, future = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            self._busy_since = time.monotonic()
+            try:
+                future.set_result(self.predict(images))
+            except BaseException as exc:  # reaches the request thread, which answers 500
+                future.set_exception(exc)
+            finally:
+                self._busy_since = None
+
+
+class InferenceTimeout(Exception):
+    """A request's forward pass did not finish within SAGEMAKER_MODEL_SERVER_TIMEOUT."""

@@ -7,6 +7,7 @@ with the same rules as every flag and hyperparameter (`shared.schema`).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -14,6 +15,8 @@ from sagemaker_inference.environment import Environment
 
 from shared import schema
 from shared.cpus import default_workers
+from shared.data.dataset import MAX_SHARD_ROWS
+from shared.errors import UserError
 from shared.schema import setting
 
 
@@ -26,9 +29,22 @@ class ServerEnvironment:
     SAGEMAKER_MAX_PAYLOAD_IN_MB: float = setting(6.0, above=0, help="largest request body")
     SAGEMAKER_MICRO_BATCH_SIZE: int = setting(64, min=1, help="images per forward pass")
     SAGEMAKER_TOP_K: int = setting(5, min=1, help="classes listed per prediction")
-    SAGEMAKER_SERVER_THREADS_PER_WORKER: int = setting(4, min=1, help="requests a worker holds")
+    SAGEMAKER_SERVER_THREADS_PER_WORKER: int = setting(
+        20, min=2, help="connections a worker serves at once (more than its queue, so /ping and"
+                        " refusals always find a thread)")
+    SAGEMAKER_SERVER_MAX_QUEUE: int = setting(
+        16, min=1, help="requests a worker decodes, runs or holds waiting for its model; more get"
+                        " 503 with Retry-After")
     SAGEMAKER_SERVER_READ_TIMEOUT: float = setting(60.0, above=0, help="seconds a client may stay"
                                                                        " silent mid-request")
+    SAGEMAKER_SERVER_REQUEST_DEADLINE: float = setting(
+        120.0, above=0, help="seconds to receive a whole request, however steadily it drips")
+    SAGEMAKER_MAX_IMAGES_PER_REQUEST: int = setting(
+        MAX_SHARD_ROWS, min=1, help="images in one request (a processed shard holds at most this)")
+    SAGEMAKER_MAX_DECODED_MB_PER_REQUEST: float = setting(
+        256.0, above=0, help="pixels one request may decode or fit, in MB (3 bytes a pixel)")
+    SAGEMAKER_CONTAINER_LOG_LEVEL: str = setting(
+        "INFO", min_length=1, help="log level: a name (INFO) or SageMaker's number (20)")
 
     @classmethod
     def read(cls) -> ServerEnvironment:
@@ -51,6 +67,11 @@ class ServerSettings:
     threads_per_worker: int
     torch_threads: int
     read_timeout: float  # seconds a request body may go silent before the request gets a 408
+    request_deadline: float  # seconds to receive a whole request
+    max_queue: int
+    max_images: int
+    max_decoded_bytes: int
+    log_level: int
 
     @classmethod
     def from_environment(cls) -> ServerSettings:
@@ -58,6 +79,11 @@ class ServerSettings:
         ours = ServerEnvironment.read()
         import torch
 
+        if ours.SAGEMAKER_SERVER_MAX_QUEUE >= ours.SAGEMAKER_SERVER_THREADS_PER_WORKER:
+            raise UserError(
+                f"SAGEMAKER_SERVER_MAX_QUEUE ({ours.SAGEMAKER_SERVER_MAX_QUEUE}) must be below"
+                f" SAGEMAKER_SERVER_THREADS_PER_WORKER ({ours.SAGEMAKER_SERVER_THREADS_PER_WORKER}):"
+                " the threads beyond the queue answer /ping while the model is busy")
         workers = ours.SAGEMAKER_MODEL_SERVER_WORKERS or torch.cuda.device_count() or default_workers()
         return cls(
             port=int(env.inference_http_port),
@@ -70,4 +96,31 @@ class ServerSettings:
             # Workers share the cores: each gets its slice, so they do not oversubscribe.
             torch_threads=max(1, default_workers() // workers),
             read_timeout=ours.SAGEMAKER_SERVER_READ_TIMEOUT,
+            request_deadline=ours.SAGEMAKER_SERVER_REQUEST_DEADLINE,
+            max_queue=ours.SAGEMAKER_SERVER_MAX_QUEUE,
+            max_images=ours.SAGEMAKER_MAX_IMAGES_PER_REQUEST,
+            max_decoded_bytes=int(ours.SAGEMAKER_MAX_DECODED_MB_PER_REQUEST * 2 ** 20),
+            log_level=log_level(ours.SAGEMAKER_CONTAINER_LOG_LEVEL),
         )
+
+    @property
+    def transform_parameters(self) -> dict:
+        """/execution-parameters: CreateTransformJob refuses MaxConcurrentTransforms x
+        MaxPayloadInMB above 100 MB, so concurrency yields to the payload size."""
+        payload = min(100, max(1, int(self.max_payload_mb)))
+        return {"MaxConcurrentTransforms": max(1, min(self.workers, TRANSFORM_MB // payload)),
+                "BatchStrategy": "MultiRecord", "MaxPayloadInMB": payload}
+
+
+TRANSFORM_MB = 100
+
+
+def log_level(text: str) -> int:
+    """A level name or number, as SageMaker's SDK passes container_log_level (logging.INFO = 20)."""
+    value = text.strip().upper()
+    if value.isdigit():
+        return int(value)
+    if isinstance(logging.getLevelName(value), int):
+        return logging.getLevelName(value)
+    raise UserError(f"SAGEMAKER_CONTAINER_LOG_LEVEL={text!r} is not a log level; use one of"
+                    " DEBUG, INFO, WARNING, ERROR, CRITICAL or their numbers (10-50)")

@@ -132,13 +132,15 @@ def test_batch_pipeline_runs_every_image_in_serve_mode(images, training_run, dig
     assert any(result.outputs("explain")["explanations"].iterdir())
 
 
-def test_model_server_container_answers_and_stops_promptly_on_sigterm(images, training_run, digits):
-    model = training_run.outputs("train")["model"]
+def test_model_server_container_answers_and_stops_promptly_on_sigterm(images, training_run, digits,
+                                                                     tmp_path):
+    opt_ml = tmp_path / "opt_ml"  # all of /opt/ml read-only: a server writes nothing there
+    shutil.copytree(training_run.outputs("train")["model"], opt_ml / "model")
     port = free_port()
     name = f"serve-test-{port}"
     podman("run", "-d", "--rm", "--name", name, "--network", "host",
            "-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-e", "SAGEMAKER_MODEL_SERVER_WORKERS=2",
-           "-v", f"{model}:/opt/ml/model:ro", images["algorithm"], "serve", "--host", "127.0.0.1")
+           "-v", f"{opt_ml}:/opt/ml:ro", images["algorithm"], "serve", "--host", "127.0.0.1")
     try:
         deadline = time.monotonic() + 120
         while True:
