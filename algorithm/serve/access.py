@@ -18,11 +18,15 @@ import time
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
+from shared.drift.online import OnlineState
+
 METRICS_NAMESPACE = "ImageClassification/Serving"
 ROUTES = ("/ping", "/invocations", "/execution-parameters")
 METRICS = [{"Name": "Latency", "Unit": "Milliseconds"}, {"Name": "Images", "Unit": "Count"},
            {"Name": "4XXError", "Unit": "Count"}, {"Name": "5XXError", "Unit": "Count"},
            {"Name": "QueueDepth", "Unit": "Count"}]
+DRIFT_METRICS = [{"Name": "DriftStatistic", "Unit": "None"}, {"Name": "Drift", "Unit": "Count"}]
+# The one response header SageMaker passes from the container to the caller of InvokeEndpoint.
 CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 
@@ -32,13 +36,14 @@ class AccessLog:
         self.worker = os.getpid()
 
     def write(self, request: Request, response: Response, images: int, seconds: float,
-              queue_depth: int) -> None:
+              queue_depth: int, drift: OnlineState | None = None) -> None:
         status = response.status_code
         out = response.calculate_content_length()
+        metrics = METRICS + (DRIFT_METRICS if drift and drift.statistic is not None else [])
         record = {
             "_aws": {"Timestamp": int(time.time() * 1000),
                      "CloudWatchMetrics": [{"Namespace": METRICS_NAMESPACE,
-                                            "Dimensions": [["Route"]], "Metrics": METRICS}]},
+                                            "Dimensions": [["Route"]], "Metrics": metrics}]},
             "Route": request.path if request.path in ROUTES else "other",
             "Latency": round(seconds * 1000, 3),
             "Images": images,
@@ -52,6 +57,10 @@ class AccessLog:
             "bytes_out": out or 0,
             "worker": self.worker,
         }
+        if drift is not None:
+            record.update(drift.to_json())
+            if drift.statistic is not None:
+                record.update({"DriftStatistic": drift.statistic, "Drift": int(drift.drift)})
         line = json.dumps(record) + "\n"
         with self._lock:
             sys.stdout.write(line)
@@ -70,3 +79,11 @@ def custom_top_k(headers: Headers, default: int) -> int:
                                  " least 1")
             return int(value)
     return default
+
+
+def drift_attributes(drift: OnlineState) -> str:
+    """The online drift state as CustomAttributes: the body format stays what callers parse."""
+    if drift.statistic is None:
+        return f"drift=false,drift_window={min(drift.seen, drift.window)}/{drift.window}"
+    return (f"drift={str(drift.drift).lower()},drift_statistic={drift.statistic:.6g},"
+            f"drift_threshold={drift.threshold:.6g}")

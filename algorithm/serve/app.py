@@ -21,10 +21,11 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 from werkzeug.wrappers import Request, Response
 
 from algorithm.serve import codecs
-from algorithm.serve.access import AccessLog, custom_top_k
+from algorithm.serve.access import CUSTOM_ATTRIBUTES, AccessLog, custom_top_k, drift_attributes
 from algorithm.serve.predictor import InferenceTimeout, Predictor
 from algorithm.serve.settings import ServerSettings
 from algorithm.serve.worker import SilentClient, SlowClient
+from shared.drift.online import OnlineState
 
 log = logging.getLogger(__name__)
 # An oversized body up to this many times the limit is read and dropped before the 413 goes out:
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 DRAIN_FACTOR = 4
 RETRY_AFTER_S = 1
 IMAGES_KEY = "algorithm.serve.images"  # in the WSGI environ: how many images a request held
+DRIFT_KEY = "algorithm.serve.drift"  # and the online drift state after it
 LOAD_FAILED = "the model could not be loaded (the server's log says why)"
 
 
@@ -88,6 +90,7 @@ class ServingApp:
         self.queue = threading.BoundedSemaphore(settings.max_queue)
         self.queued = 0  # requests holding a queue place, for the metrics
         self.counting = threading.Lock()
+        self.drifting = False  # in a drift episode, as the last test said
         self.decoding = threading.Lock()  # one decode at a time: its memory is bounded per worker
         self.access = AccessLog()
 
@@ -116,7 +119,7 @@ class ServingApp:
             log.exception("error while handling %s %r", request.method, request.path)
             response = error("internal server error", 500)
         self.access.write(request, response, environ.get(IMAGES_KEY, 0), time.monotonic() - started,
-                          self.queued)
+                          self.queued, environ.get(DRIFT_KEY))
         return response(environ, start_response)
 
     def route(self, request: Request) -> Response:
@@ -175,7 +178,8 @@ class ServingApp:
             with self.decoding:
                 batch = decoder.decode(content_type, body)
             request.environ[IMAGES_KEY] = len(batch.images)
-            probabilities = self.predictor.predict_within(batch.images, self.settings.timeout)
+            probabilities, drift = self.predictor.predict_within(batch.images,
+                                                                  self.settings.timeout)
         except codecs.PayloadError as exc:
             return error(str(exc), exc.status)
         except MemoryError:
@@ -194,4 +198,21 @@ class ServingApp:
             if decoder.charged > TRIM_AFTER_BYTES:
                 release_memory()
         objects = codecs.prediction_objects(probabilities, config.class_names, batch.ids, k)
-        return Response(codecs.encode(objects, batch.single, accept), mimetype=accept)
+        response = Response(codecs.encode(objects, batch.single, accept), mimetype=accept)
+        if drift is not None:
+            self.note_drift(drift)
+            request.environ[DRIFT_KEY] = drift
+            response.headers[CUSTOM_ATTRIBUTES] = drift_attributes(drift)
+        return response
+
+    def note_drift(self, drift: OnlineState) -> None:
+        """Log once when a drift episode starts and once when it ends."""
+        with self.counting:
+            was, self.drifting = self.drifting, drift.drift
+        if drift.drift and not was:
+            log.warning("drift detected: MMD² %.4g above the threshold %.4g over the last %d"
+                        " images (%d seen)", drift.statistic, drift.threshold, drift.window,
+                        drift.seen)
+        elif was and not drift.drift:
+            log.info("drift episode over: MMD² %.4g, threshold %.4g", drift.statistic,
+                     drift.threshold)

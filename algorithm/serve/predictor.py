@@ -11,12 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from shared.data import fit_square
+from shared.drift import DriftDetector
+from shared.drift.online import OnlineMMD, OnlineState
 from shared.errors import MissingInputError
 from shared.models import ImageClassifier, ModelConfig, default_device, load_artifact
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often a missing or changing artifact is looked at again
+DRIFT_FOLDER = "drift"  # inside the model folder: a drift detector to watch served images with
 
 
 class Predictor:
@@ -31,10 +36,13 @@ class Predictor:
     """
 
     def __init__(self, model_path: Path, micro_batch: int = 64,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None,
+                 drift: tuple[int, float] | None = None) -> None:
         self.model_path = Path(model_path)
         self.micro_batch = micro_batch
         self.model: ImageClassifier | None = None
+        self.drift_settings = drift  # (window, expected run time): watch drift if the model can
+        self.drift: OnlineDrift | None = None
         self.error: str | None = None
         self.loading = False  # an artifact is there and being read
         self._settled = threading.Event()  # loading ended, with a model or an error
@@ -109,6 +117,13 @@ class Predictor:
                 said = reason
             time.sleep(POLL_S)
         config = model.config
+        if self.drift_settings and (self.model_path / DRIFT_FOLDER).is_dir():
+            try:
+                self.drift = OnlineDrift.load(self.model_path / DRIFT_FOLDER, self.device,
+                                              *self.drift_settings)
+            except Exception as exc:  # a model whose drift part is broken is not served half-watched
+                self._fail(f"the drift detector packaged with the model could not be loaded: {exc}")
+                return
         self.model = model
         self.loading = False
         self._settled.set()
@@ -135,10 +150,12 @@ class Predictor:
         with self._lock:
             return self.model.probabilities(images, self.micro_batch)
 
-    def predict_within(self, images: np.ndarray, timeout: float) -> np.ndarray:
-        """`predict` on the worker's inference thread; InferenceTimeout when no answer came within
-        `timeout` seconds (queueing included). The forward pass cannot be cut short: `stuck` says
-        whether the one running has outlived the deadline, so the worker can be replaced."""
+    def predict_within(self, images: np.ndarray,
+                       timeout: float) -> tuple[np.ndarray, OnlineState | None]:
+        """`predict` (and the online drift test, when the model carries a detector) on the worker's
+        inference thread; InferenceTimeout when no answer came within `timeout` seconds (queueing
+        included). The forward pass cannot be cut short: `stuck` says whether the one running has
+        outlived the deadline, so the worker can be replaced."""
         with self._lock:
             if self._runner is None:
                 self._runner = threading.Thread(target=self._run_jobs, name="inference",
@@ -163,11 +180,38 @@ class Predictor:
                 continue
             self._busy_since = time.monotonic()
             try:
-                future.set_result(self.predict(images))
+                probabilities = self.predict(images)
+                future.set_result((probabilities, self.drift.observe(images) if self.drift else None))
             except BaseException as exc:  # reaches the request thread, which answers 500
                 future.set_exception(exc)
             finally:
                 self._busy_since = None
+
+
+class OnlineDrift:
+    """The drift detector packaged with a model (`drift/`, as `monitoring train` writes one),
+    testing a sliding window of served images online (`shared.drift.online`)."""
+
+    def __init__(self, detector: DriftDetector, online: OnlineMMD) -> None:
+        self.detector = detector
+        self.online = online
+
+    @classmethod
+    def load(cls, folder: Path, device: torch.device, window: int, ert: float) -> OnlineDrift:
+        detector = DriftDetector.load(folder, device)
+        online = OnlineMMD.calibrate(detector.reference, detector.config.sigma, window, ert,
+                                     seed=detector.config.seed)
+        log.info("online drift: detector %s, window %d images, threshold %.4g (one false alarm"
+                 " per %g requests on clean traffic)", detector.config.detector_id, window,
+                 online.threshold, ert)
+        return cls(detector, online)
+
+    def observe(self, images: np.ndarray) -> OnlineState:
+        size = self.detector.image_size
+        if images.shape[1] != size:  # the detector's own input size: refit the model-sized images
+            images = np.stack([np.asarray(fit_square(Image.fromarray(a), size,
+                                                     self.detector.resize_policy)) for a in images])
+        return self.online.update(self.detector.features(images))
 
 
 class InferenceTimeout(Exception):

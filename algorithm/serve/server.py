@@ -63,7 +63,9 @@ class ModelServer(BaseApplication):
         slot = getattr(worker, "slot", 0)
         device = torch.device(device_for(slot, torch.cuda.device_count()))
         log.info("worker pid %d, slot %d, serves on %s", os.getpid(), slot, device)
-        predictor = Predictor(JobPaths.current().model, self.settings.micro_batch, device).start()
+        predictor = Predictor(JobPaths.current().model, self.settings.micro_batch, device,
+                              drift=(self.settings.drift_window,
+                                     self.settings.drift_expected_run_time)).start()
         return ServingApp(predictor, self.settings, retire=worker.retire if worker else lambda: None)
 
 

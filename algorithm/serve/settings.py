@@ -43,6 +43,10 @@ class ServerEnvironment:
         MAX_SHARD_ROWS, min=1, help="images in one request (a processed shard holds at most this)")
     SAGEMAKER_MAX_DECODED_MB_PER_REQUEST: float = setting(
         256.0, above=0, help="pixels one request may decode or fit, in MB (3 bytes a pixel)")
+    SAGEMAKER_DRIFT_WINDOW: int = setting(
+        100, min=2, help="images in the online drift window (when the model carries drift/)")
+    SAGEMAKER_DRIFT_EXPECTED_RUN_TIME: float = setting(
+        1000.0, above=1, help="requests between false drift alarms on clean traffic, on average")
     SAGEMAKER_CONTAINER_LOG_LEVEL: str = setting(
         "INFO", min_length=1, help="log level: a name (INFO) or SageMaker's number (20)")
 
@@ -72,6 +76,8 @@ class ServerSettings:
     max_images: int
     max_decoded_bytes: int
     log_level: int
+    drift_window: int
+    drift_expected_run_time: float
 
     @classmethod
     def from_environment(cls) -> ServerSettings:
@@ -101,6 +107,8 @@ class ServerSettings:
             max_images=ours.SAGEMAKER_MAX_IMAGES_PER_REQUEST,
             max_decoded_bytes=int(ours.SAGEMAKER_MAX_DECODED_MB_PER_REQUEST * 2 ** 20),
             log_level=log_level(ours.SAGEMAKER_CONTAINER_LOG_LEVEL),
+            drift_window=ours.SAGEMAKER_DRIFT_WINDOW,
+            drift_expected_run_time=ours.SAGEMAKER_DRIFT_EXPECTED_RUN_TIME,
         )
 
     @property
