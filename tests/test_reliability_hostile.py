@@ -40,7 +40,7 @@ ROUNDS = 4
 PING_LIMIT_S = 2.0
 # A request the model needs many seconds for on any CPU: 4096 tiny images fitted to 224 x 224 for
 # resnet18 (~7.4 TFLOP; 616 MB of fitted pixels, so the deadline test raises that budget), sent as
-# a 12 KB body. The queue test sends requests of a sixteenth of that.
+# a 12 KB body. The queue test sends requests of a sixty-fourth of that (seconds each).
 HEAVY_ARCH, HEAVY_SIZE, HEAVY_IMAGES = "resnet18", 224, 4096
 
 
@@ -242,8 +242,11 @@ def test_a_full_queue_answers_503_with_retry_after_and_ping_stays_fast(heavy_mod
            "SAGEMAKER_SERVER_MAX_QUEUE": "1"}
     with running_server(heavy_model, env=env) as (proc, port):
         workers = len(psutil.Process(proc.pid).children())
+        log = LogWatcher(proc.stderr)
+        for _ in range(workers):  # /ping answered 200 from one worker: wait for every one
+            log.wait_for("model loaded")
         pings, refused = [], None
-        with heavy_requests(port, 2 * workers, HEAVY_IMAGES // 16) as heavy:
+        with heavy_requests(port, 2 * workers, HEAVY_IMAGES // 64) as heavy:
             while refused is None and len(heavy) < 2 * workers:
                 started = time.monotonic()
                 assert request(port, "GET", "/ping", timeout=30)[0] == 200
