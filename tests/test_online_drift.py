@@ -135,3 +135,34 @@ def test_a_broken_drift_folder_fails_the_model_with_the_reason(drift_model, tmp_
             pass
     assert body["status"] == "failed"
     assert "drift detector packaged with the model could not be loaded" in proc.stderr.read()
+
+
+def test_one_forward_pass_gives_the_models_probabilities_and_its_encoders_features(tmp_path):
+    from shared.drift import classifier_encoder
+    from shared.models import load_artifact
+
+    model = load_artifact(write_tiny_model(tmp_path / "model", size=32)).eval()
+    images = digits_arrays(32)[0][:10]
+    probabilities, features = model.probabilities_and_features(images)
+    assert model.head_is_classifier()
+    np.testing.assert_allclose(probabilities, model.probabilities(images), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features, classifier_encoder(tmp_path / "model").encode(images),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_a_detector_on_the_models_own_features_shares_its_forward_pass(tmp_path):
+    from shared.drift import classifier_encoder
+
+    images, _ = digits_arrays(32)
+    base = tmp_path / "opt_ml"
+    write_tiny_model(base / "model", size=32)
+    DriftDetector.fit(classifier_encoder(base / "model"), images[:300]).save(
+        base / "model" / "drift")
+    env = {"SAGEMAKER_DRIFT_WINDOW": "5", "SAGEMAKER_DRIFT_EXPECTED_RUN_TIME": str(ERT)}
+    with running_server(base, env=env) as (proc, port):
+        for image in images[300:306]:
+            status, _, headers = request(port, "POST", "/invocations", png(image),
+                                         {"Content-Type": "image/png"})
+            assert status == 200
+    assert "drift_statistic" in attributes(headers)
+    assert "the model's own features, one forward pass" in proc.stderr.read()

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from shared.data import fit_square
-from shared.drift import DriftDetector
+from shared.drift import MODEL, DriftDetector
 from shared.drift.online import OnlineMMD, OnlineState
 from shared.errors import MissingInputError
 from shared.models import ImageClassifier, ModelConfig, default_device, load_artifact
@@ -119,7 +119,7 @@ class Predictor:
         config = model.config
         if self.drift_settings and (self.model_path / DRIFT_FOLDER).is_dir():
             try:
-                self.drift = OnlineDrift.load(self.model_path / DRIFT_FOLDER, self.device,
+                self.drift = OnlineDrift.load(self.model_path / DRIFT_FOLDER, model,
                                               *self.drift_settings)
             except Exception as exc:  # a model whose drift part is broken is not served half-watched
                 self._fail(f"the drift detector packaged with the model could not be loaded: {exc}")
@@ -169,6 +169,19 @@ class Predictor:
             future.cancel()  # still queued: never run it
             raise InferenceTimeout(f"no answer within {timeout:g} s") from None
 
+    def predict_and_observe(self, images: np.ndarray) -> tuple[np.ndarray, OnlineState | None]:
+        """Probabilities, and the online drift state after these images when the model watches;
+        a detector on this very model's features shares its forward pass."""
+        if self.drift is None:
+            return self.predict(images), None
+        if not self.drift.shares_model:
+            return self.predict(images), self.drift.observe(images)
+        assert self.model is not None
+        with self._lock:
+            probabilities, features = self.model.probabilities_and_features(images,
+                                                                            self.micro_batch)
+        return probabilities, self.drift.online.update(features)
+
     def stuck(self, timeout: float) -> bool:
         started = self._busy_since
         return started is not None and time.monotonic() - started > timeout
@@ -180,8 +193,7 @@ class Predictor:
                 continue
             self._busy_since = time.monotonic()
             try:
-                probabilities = self.predict(images)
-                future.set_result((probabilities, self.drift.observe(images) if self.drift else None))
+                future.set_result(self.predict_and_observe(images))
             except BaseException as exc:  # reaches the request thread, which answers 500
                 future.set_exception(exc)
             finally:
@@ -192,19 +204,22 @@ class OnlineDrift:
     """The drift detector packaged with a model (`drift/`, as `monitoring train` writes one),
     testing a sliding window of served images online (`shared.drift.online`)."""
 
-    def __init__(self, detector: DriftDetector, online: OnlineMMD) -> None:
+    def __init__(self, detector: DriftDetector, online: OnlineMMD, shares_model: bool) -> None:
         self.detector = detector
         self.online = online
+        self.shares_model = shares_model  # its encoder is the served model: one forward pass
 
     @classmethod
-    def load(cls, folder: Path, device: torch.device, window: int, ert: float) -> OnlineDrift:
-        detector = DriftDetector.load(folder, device)
+    def load(cls, folder: Path, model: ImageClassifier, window: int, ert: float) -> OnlineDrift:
+        detector = DriftDetector.load(folder, model.device)
         online = OnlineMMD.calibrate(detector.reference, detector.config.sigma, window, ert,
                                      seed=detector.config.seed)
-        log.info("online drift: detector %s, window %d images, threshold %.4g (one false alarm"
-                 " per %g requests on clean traffic)", detector.config.detector_id, window,
-                 online.threshold, ert)
-        return cls(detector, online)
+        shares = is_same_model(detector, model)
+        log.info("online drift: detector %s (%s), window %d images, threshold %.4g (one false"
+                 " alarm per %g requests on clean traffic)", detector.config.detector_id,
+                 "the model's own features, one forward pass" if shares
+                 else f"{detector.config.encoder.kind} encoder", window, online.threshold, ert)
+        return cls(detector, online, shares)
 
     def observe(self, images: np.ndarray) -> OnlineState:
         size = self.detector.image_size
@@ -212,6 +227,21 @@ class OnlineDrift:
             images = np.stack([np.asarray(fit_square(Image.fromarray(a), size,
                                                      self.detector.resize_policy)) for a in images])
         return self.online.update(self.detector.features(images))
+
+
+def is_same_model(detector: DriftDetector, model: ImageClassifier) -> bool:
+    """Whether the detector encodes with the served model itself (a `model` encoder made from it:
+    same architecture, input size, normalisation and weights), so its features come for free."""
+    spec, config = detector.config.encoder, model.config
+    if (spec.kind != MODEL or spec.architecture != config.architecture
+            or spec.image_size != config.input_size or list(spec.mean) != list(config.mean)
+            or list(spec.std) != list(config.std)):
+        return False
+    theirs = detector.encoder.network.network.state_dict()
+    ours = model.network.state_dict()
+    return (theirs.keys() == ours.keys()
+            and all(torch.equal(theirs[k].cpu(), ours[k].cpu()) for k in ours)
+            and model.head_is_classifier())
 
 
 class InferenceTimeout(Exception):

@@ -109,6 +109,29 @@ class ImageClassifier(NormalisedNetwork):
         """Class probabilities of N x H x W x 3 uint8 images, N x classes float32."""
         return self.run_batches(images, lambda x: torch.softmax(self(x).float(), dim=1), batch_size)
 
+    def probabilities_and_features(self, images: np.ndarray,
+                                   batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
+        """`probabilities` and `features` from one forward pass: timm's head is its classifier
+        layer applied to the pre-logits features (`head_is_classifier` checks a model)."""
+        network, classes = self.network, self.config.num_classes
+
+        def both(x: torch.Tensor) -> torch.Tensor:
+            features = self.features(x)
+            logits = network.get_classifier()(features)
+            return torch.cat([torch.softmax(logits.float(), dim=1), features.float()], dim=1)
+
+        out = self.run_batches(images, both, batch_size)
+        return out[:, :classes], out[:, classes:]
+
+    @torch.inference_mode()
+    def head_is_classifier(self) -> bool:
+        """Whether logits equal the classifier layer on the features, as the one pass assumes."""
+        x = torch.randint(0, 256, (2, 3, self.config.input_size, self.config.input_size),
+                          generator=torch.Generator().manual_seed(0)).to(self.device)
+        logits = self(x)
+        return bool(torch.allclose(self.network.get_classifier()(self.features(x)), logits,
+                                   rtol=1e-4, atol=1e-5))
+
 
 def top_k(probabilities: np.ndarray, k: int) -> np.ndarray:
     """Per row of N x classes probabilities, the k most probable class indices, most probable
