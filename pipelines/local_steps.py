@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.definition import OPERATORS, PipelineError, Step
 from shared.atomic import write_json_atomic
+from shared.choices import MODEL_DRIFT_FOLDER
 from shared.data import ProcessedDataset
 from shared.evaluation import field, read_accuracy
 from shared.names import check_name
@@ -55,7 +56,8 @@ def evaluate_condition(step: Step, spec: dict[str, Any]) -> tuple[bool, list[str
 
 
 def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]:
-    """Copy the inputs into `<registry>/<model_name>/v<N>`: a new version, never an overwrite."""
+    """Copy the inputs into `<registry>/<model_name>/v<N>`: a new version, never an overwrite.
+    A `detector` input is also packaged inside the `model` as its `drift/` folder."""
     name = check_name(str(spec.get("model_name", "model")), f"step {step.name}: model package name")
     registry = Path(spec.get("registry") or "registry") / name
     registry.mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,9 @@ def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]
         shutil.copytree(source, staged / name, symlinks=False) if source.is_dir() else shutil.copy(
             source, staged / name)
         sources[name] = str(source.resolve())
+    if (staged / "model").is_dir() and (staged / "detector").is_dir():
+        # the model carries its drift detector: its server then tests traffic online (drift/)
+        shutil.copytree(staged / "detector", staged / "model" / MODEL_DRIFT_FOLDER)
     evaluation = staged / "model" / "evaluation.json"
     accuracy = read_accuracy(evaluation) if evaluation.exists() else None
     while True:  # the rename fails if another run took this number first: take the next one

@@ -37,6 +37,7 @@ def test_retraining_with_labelled_drifted_data_recovers_accuracy(demo_run):
     assert sorted(p.name for p in registry.glob("v*")) == ["v1", "v2"]
     meta = json.loads((registry / "v2" / "metadata.json").read_text())
     assert meta["version"] == 2 and (registry / "v2" / "detector" / "detector.json").exists()
+    assert (registry / "v2" / "model" / "drift" / "detector.json").exists()  # served online
 
 
 def test_report_has_the_stage_table_and_plots(demo_run):

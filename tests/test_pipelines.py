@@ -171,6 +171,32 @@ def test_registering_twice_gives_two_versions_and_never_overwrites(tmp_path, tra
     shutil.rmtree(tmp_path / "registry" / "digits" / "v2")
 
 
+def test_a_registered_detector_is_packaged_inside_the_model(tmp_path, trained_job):
+    from shared.drift import DriftDetector, untrained_encoder
+    from tests.reliability import digits_arrays
+
+    detector = tmp_path / "detector"
+    DriftDetector.fit(untrained_encoder(32), digits_arrays(32)[0][:100]).save(detector)
+    text = """
+    name: reg
+    parameters: {model: {}, detector: {}, registry: {}}
+    steps:
+      - name: register
+        job: register
+        registry: "${params.registry}"
+        model_name: digits
+        inputs: {model: "${params.model}", detector: "${params.detector}"}
+    """
+    params = {"model": str(trained_job[0] / "model"), "detector": str(detector),
+              "registry": str(tmp_path / "registry")}
+    assert Runner(load_pipeline(write_yaml(tmp_path, text)), params, tmp_path / "run",
+                  echo=False).run().ok
+    version = tmp_path / "registry" / "digits" / "v1"
+    packaged = DriftDetector.load(version / "model" / "drift")
+    assert packaged.config.detector_id == DriftDetector.load(detector).config.detector_id
+    assert (version / "detector" / "detector.json").exists()
+
+
 def test_batch_transform_step_writes_one_out_file_per_shard(tmp_path, trained_job):
     text = """
     name: transform

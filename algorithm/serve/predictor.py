@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from shared.choices import MODEL_DRIFT_FOLDER
 from shared.data import fit_square
 from shared.drift import MODEL, DriftDetector
 from shared.drift.online import OnlineMMD, OnlineState
@@ -21,7 +22,6 @@ from shared.models import ImageClassifier, ModelConfig, default_device, load_art
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5  # how often a missing or changing artifact is looked at again
-DRIFT_FOLDER = "drift"  # inside the model folder: a drift detector to watch served images with
 
 
 class Predictor:
@@ -117,9 +117,9 @@ class Predictor:
                 said = reason
             time.sleep(POLL_S)
         config = model.config
-        if self.drift_settings and (self.model_path / DRIFT_FOLDER).is_dir():
+        if self.drift_settings and (self.model_path / MODEL_DRIFT_FOLDER).is_dir():
             try:
-                self.drift = OnlineDrift.load(self.model_path / DRIFT_FOLDER, model,
+                self.drift = OnlineDrift.load(self.model_path / MODEL_DRIFT_FOLDER, model,
                                               *self.drift_settings)
             except Exception as exc:  # a model whose drift part is broken is not served half-watched
                 self._fail(f"the drift detector packaged with the model could not be loaded: {exc}")
