@@ -127,7 +127,8 @@ def test_hostile_requests_get_200_or_a_4xx_quickly_and_the_access_log_escapes_th
     metrics = records[-3]["_aws"]["CloudWatchMetrics"][0]
     assert {m["Name"] for m in metrics["Metrics"]} >= {"Latency", "Images", "4XXError",
                                                         "5XXError", "QueueDepth"}
-    assert sum(r["5XXError"] for r in records) == 0
+    # (the runner's /ping gets 503 while the model loads: only requests count here)
+    assert sum(r["5XXError"] for r in records if r["path"] != "/ping") == 0
     assert [r["Images"] for r in records if r["status"] == 200 and r["path"] == "/invocations"
             ][:2] == [1, 256]
 

@@ -9,7 +9,6 @@ Decoding runs one request at a time per worker, beside the forward pass of anoth
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import BinaryIO
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
 
-from algorithm.serve import codecs
+from algorithm.serve import codecs, memory
 from algorithm.serve.access import CUSTOM_ATTRIBUTES, AccessLog, custom_top_k, drift_attributes
 from algorithm.serve.predictor import InferenceTimeout, Predictor
 from algorithm.serve.settings import ServerSettings
@@ -44,25 +43,6 @@ def json_response(data: object, status: int = 200) -> Response:
 
 def error(message: str, status: int) -> Response:
     return json_response({"error": message}, status)
-
-
-def _libc_trim():
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc
-    except (OSError, AttributeError):
-        return None
-
-
-_malloc_trim = _libc_trim()
-TRIM_AFTER_BYTES = 32 * 2 ** 20
-
-
-def release_memory() -> None:
-    """Give the memory of a large request's pixels back to the system. Without this, glibc keeps
-    it in the arena of whichever thread decoded them, and a worker's threads each keep their own:
-    memory then grows with the number of threads that ever decoded a large request."""
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 def discard(stream: BinaryIO, limit: int) -> bool:
@@ -195,8 +175,8 @@ class ServingApp:
             with self.counting:
                 self.queued -= 1
             self.queue.release()
-            if decoder.charged > TRIM_AFTER_BYTES:
-                release_memory()
+            if decoder.charged > memory.TRIM_AFTER_BYTES:
+                memory.release_memory()
         objects = codecs.prediction_objects(probabilities, config.class_names, batch.ids, k)
         response = Response(codecs.encode(objects, batch.single, accept), mimetype=accept)
         if drift is not None:

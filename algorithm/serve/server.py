@@ -16,6 +16,7 @@ import os
 import torch
 from gunicorn.app.base import BaseApplication
 
+from algorithm.serve import memory
 from algorithm.serve.app import ServingApp
 from algorithm.serve.predictor import Predictor
 from algorithm.serve.settings import ServerSettings
@@ -58,6 +59,7 @@ class ModelServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        memory.limit_arenas()  # in the worker, before its threads allocate
         torch.set_num_threads(self.settings.torch_threads)
         worker = TimedThreadWorker.current
         slot = getattr(worker, "slot", 0)
