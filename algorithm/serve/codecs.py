@@ -109,8 +109,8 @@ class Decoder:
                                   f" {self.limits.max_images} allowed"
                                   " (SAGEMAKER_MAX_IMAGES_PER_REQUEST)")
 
-    def charge(self, width: int, height: int) -> None:
-        self.left -= max(3 * width * height, self.fitted)
+    def charge(self, width: int, height: int, images: int = 1) -> None:
+        self.left -= images * max(3 * width * height, self.fitted)
         if self.left < 0:
             mb = self.limits.max_decoded_bytes / 2 ** 20
             raise PayloadTooLarge(f"the request's images decode to more than {mb:g} MB of pixels"
@@ -144,8 +144,7 @@ class Decoder:
             array = array[None]
         self.count(len(array))
         size = self.config.input_size
-        for _ in range(len(array)):  # the body holds the source pixels; fitting may add more
-            self.charge(array.shape[2], array.shape[1])
+        self.charge(array.shape[2], array.shape[1], len(array))  # fitting may add pixels
         if array.shape[1:3] != (size, size):
             try:
                 check_size(array.shape[2], array.shape[1])

@@ -50,6 +50,7 @@ class Predictor:
         self.device = device or default_device()
         self._jobs: queue.SimpleQueue[tuple[np.ndarray, Future]] = queue.SimpleQueue()
         self._runner: threading.Thread | None = None
+        self._runner_lock = threading.Lock()
         self._busy_since: float | None = None  # when the running forward pass started
 
     @property
@@ -156,7 +157,7 @@ class Predictor:
         inference thread; InferenceTimeout when no answer came within `timeout` seconds (queueing
         included). The forward pass cannot be cut short: `stuck` says whether the one running has
         outlived the deadline, so the worker can be replaced."""
-        with self._lock:
+        with self._runner_lock:  # not the forward pass's lock: a stuck pass must not block this
             if self._runner is None:
                 self._runner = threading.Thread(target=self._run_jobs, name="inference",
                                                 daemon=True)  # a stuck one must not block exit
