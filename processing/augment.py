@@ -17,12 +17,18 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 
 import albumentations as A
 import cv2
 import numpy as np
 
 _pipeline_cache: dict[bool, A.Compose] = {}
+# (source images, output copies) of the augmentation under way. Forked workers inherit both
+# mappings, read the one and write the other; only row numbers travel through the pool's pipes.
+# Sending the images as task data instead pickled the whole array into every chunk of work (cost
+# growing with the square of the data), and sending copies back let results pile up in memory.
+_arrays: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def default_pipeline(hflip: bool = True) -> A.Compose:
@@ -45,28 +51,43 @@ def copy_seed(seed: int, row: int, copy: int) -> int:
     return (seed * 1_000_003 + row * 1_009 + copy) % (2**32)
 
 
-def _augment_row(row: int, *, images: np.ndarray, copies: int, seed: int, hflip: bool):
+def _augment(item: tuple[int, int], *, seed: int, hflip: bool) -> int:
+    """Write the copies of source row `row` into output row `k`."""
+    k, row = item
+    source, out = _arrays
     pipeline = _pipeline_cache.get(hflip)
     if pipeline is None:
         pipeline = _pipeline_cache[hflip] = default_pipeline(hflip)
-    out = []
-    for copy in range(1, copies + 1):
+    for copy in range(1, len(out[k]) + 1):
         pipeline.set_random_seed(copy_seed(seed, row, copy))
-        out.append(np.ascontiguousarray(pipeline(image=np.asarray(images[row]))["image"]))
-    return row, out
+        out[k, copy - 1] = pipeline(image=np.asarray(source[row]))["image"]
+    return k
 
 
-def augment_rows(
-    images: np.ndarray, rows: list[int], copies: int, seed: int, *, hflip: bool, workers: int
-) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """Yield (row, [copy 1..copies]) for each row, in order."""
-    if copies <= 0:
+def augment_rows(images: np.ndarray, rows: list[int], copies: int, seed: int, *, hflip: bool,
+                 workers: int, scratch: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (row, its copies: copies x H x W x 3) for each row, in order.
+
+    The copies live in a memory-mapped file in `scratch` (the job's volume): memory stays flat
+    however many images there are.
+    """
+    global _arrays
+    if copies <= 0 or not rows:
         return
-    work = partial(_augment_row, images=images, copies=copies, seed=seed, hflip=hflip)
+    out = np.lib.format.open_memmap(scratch / "augmented.npy", mode="w+", dtype=np.uint8,
+                                    shape=(len(rows), copies, *images.shape[1:]))
+    work = partial(_augment, seed=seed, hflip=hflip)
+    items = list(enumerate(rows))
     cv2.setNumThreads(1)  # parallelism comes from processes; OpenCV threads would oversubscribe
-    if workers <= 1 or len(rows) < 2:
-        yield from map(work, rows)
-        return
-    chunksize = max(1, min(64, len(rows) // (workers * 8)))
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        yield from pool.imap(work, rows, chunksize=chunksize)
+    _arrays = (images, out)
+    try:
+        if workers <= 1 or len(rows) < 2:
+            for k in map(work, items):
+                yield rows[k], out[k]
+            return
+        chunksize = max(1, min(64, len(rows) // (workers * 8)))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:  # forked after _arrays is set
+            for k in pool.imap(work, items, chunksize=chunksize):
+                yield rows[k], out[k]
+    finally:
+        _arrays = None

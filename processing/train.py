@@ -155,7 +155,7 @@ def run(config: TrainConfig) -> None:
         if len(usable if ctx.host_count == 1 else classes) < 2:
             raise JobError(f"training needs at least two classes with usable images; found"
                            f" {len(usable)}: {', '.join(usable) or 'none'}")
-        counts = write_splits(config, ctx, pool, rows, classes, outputs)
+        counts = write_splits(config, ctx, pool, rows, classes, outputs, scratch)
     report = {
         **common_report("train", config, ctx, root, pool),
         "presplit_folders": {s: p.name for s, p in presplit.items()},
@@ -183,7 +183,7 @@ def run(config: TrainConfig) -> None:
 
 def write_splits(config: TrainConfig, ctx: ProcessingContext, pool: DecodedPool,
                  rows: dict[str, list[int]], classes: list[str],
-                 outputs: dict[str, Path]) -> dict[str, dict[str, int]]:
+                 outputs: dict[str, Path], scratch: Path) -> dict[str, dict[str, int]]:
     """Write every split; publish them only once all are complete."""
     counts: dict[str, dict[str, int]] = {}
     with ExitStack() as stack:
@@ -201,7 +201,7 @@ def write_splits(config: TrainConfig, ctx: ProcessingContext, pool: DecodedPool,
                 counts[split][str(f.label)] += 1
         train_rows = rows["train"]
         copies = (augment_rows(pool.images, train_rows, config.augment_copies, config.seed,
-                               hflip=config.hflip, workers=config.decode_workers)
+                               hflip=config.hflip, workers=config.decode_workers, scratch=scratch)
                   if config.augment_copies else ((row, []) for row in train_rows))
         for row, augmented in copies:  # streamed in row order: memory stays bounded
             f = pool.files[row]

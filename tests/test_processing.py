@@ -2,12 +2,15 @@
 
 import hashlib
 import json
+import multiprocessing.pool
+import pickle
 import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from processing.augment import augment_rows
 from shared.data import ProcessedDataset
 from tests.conftest import run_entrypoint, write_json
 
@@ -98,6 +101,29 @@ def test_running_twice_gives_identical_output(processed_digits, tmp_path):
         for name in [p.name for p in first.iterdir()]:
             if name != "report.json":
                 assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_augmentation_sends_workers_row_numbers_not_images(monkeypatch, tmp_path):
+    """The images once travelled with every chunk of work: time grew with the square of the data."""
+    sent = []
+    imap = multiprocessing.pool.Pool.imap
+
+    def spy(self, func, iterable, chunksize=1):
+        items = list(iterable)
+        sent.append(len(pickle.dumps((func, items[:chunksize]))))
+        return imap(self, func, items, chunksize)
+
+    monkeypatch.setattr(multiprocessing.pool.Pool, "imap", spy)
+    images = np.random.default_rng(0).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    pooled = list(augment_rows(images, list(range(0, 300, 2)), 2, 7, hflip=True, workers=2,
+                               scratch=tmp_path / "a"))
+    serial = list(augment_rows(images, list(range(0, 300, 2)), 2, 7, hflip=True, workers=1,
+                               scratch=tmp_path / "b"))
+    assert len(sent) == 1 and sent[0] < 5_000  # the images alone are 900 kB
+    assert [row for row, _ in pooled] == list(range(0, 300, 2))
+    assert all(np.array_equal(a, b) and a.shape == (2, 32, 32, 3)
+               for (_, a), (_, b) in zip(pooled, serial, strict=True))
 
 
 def make_messy_dataset(root):
