@@ -5,8 +5,9 @@
     result = detector.test(production_images)                 # result.drift, .p_value, .distance
     detector.save(folder); DriftDetector.load(folder)
 
-Components use only this interface; alibi-detect (Business Source License) is imported by
-`shared.drift.alibi` alone, lazily, at fit time.
+Components use only this interface. It computes what alibi-detect's MMDDrift computes (bandwidth,
+kernel, statistic, p-value) without importing it; alibi-detect (Business Source License) is imported
+by `shared.drift.alibi` alone, which the tests and benchmarks use to check the figures.
 """
 
 from shared.drift.detector import DriftDetector, DriftResult, Window, reference_sample, windows

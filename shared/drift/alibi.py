@@ -22,6 +22,12 @@ def version() -> str:
         return "not installed"
 
 
+def installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("alibi_detect") is not None
+
+
 def _quietly_import(module: str) -> Any:
     import importlib
 

@@ -2,8 +2,8 @@
 
 An MMD two-sample test on encoded images, as alibi-detect's `MMDDrift` does it: the encoder reduces
 each image to a short vector, the Gaussian kernel's bandwidth comes from the reference, and a
-permutation test gives the p-value. alibi-detect supplies the bandwidth at fit time; the test itself
-runs in `shared.drift.mmd` (same statistic, all permutations in one pass).
+permutation test gives the p-value. The bandwidth (alibi-detect's median rule) and the test run in
+`shared.drift.mmd` (same statistic, all permutations in one pass).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from shared.drift import alibi
 from shared.drift.encoders import Encoder, EncoderFormatError, build_encoder
-from shared.drift.mmd import MMDResult, permutation_test
+from shared.drift.mmd import MMDResult, median_bandwidth, permutation_test
 from shared.drift.storage import DetectorConfig, DetectorFormatError, read_detector, write_detector
 
 
@@ -101,7 +100,7 @@ class DriftDetector:
         if not np.isfinite(features).all():
             raise ValueError("the reference features hold NaN or infinite values")
         reference = np.ascontiguousarray(features, dtype=np.float32)
-        config = DetectorConfig(encoder.spec, alibi.infer_sigma(reference), float(p_value),
+        config = DetectorConfig(encoder.spec, median_bandwidth(reference), float(p_value),
                                 int(permutations), int(seed), len(reference),
                                 dict(reference_info or {}))
         config = replace(config, detector_id=config.identity())
