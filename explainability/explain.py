@@ -20,6 +20,7 @@ from shared.attribution import (
     Attributions,
     ClassMeanMaps,
     Explainer,
+    IGSettings,
     NpzWriter,
     attribution_key,
 )
@@ -38,11 +39,12 @@ class Completeness:
     completeness_ok: bool
     output: float
     baseline_output: float
+    steps: int  # integration points it took (adaptive: the grid it stopped on)
 
     @classmethod
     def of(cls, a: Attributions, row: int) -> Completeness:
         return cls(float(a.delta[row]), float(a.relative_error[row]), bool(a.completeness_ok[row]),
-                   float(a.output[row]), float(a.baseline_output[row]))
+                   float(a.output[row]), float(a.baseline_output[row]), int(a.steps[row]))
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -146,8 +148,20 @@ def explain_images(explainer: Explainer, inputs: Inputs, indices: np.ndarray, st
             done = min(start + block, len(indices))
             seconds = time.monotonic() - started
             log.info("explained %d/%d images (%.3f s/image)", done, len(indices), seconds / done)
-    failed = [r.id for r in result.records if not r.check.completeness_ok]
-    if failed:
-        log.warning("%d images miss completeness by more than %.0f%% (e.g. %s): raise --n-steps",
-                    len(failed), 100 * COMPLETENESS_TOLERANCE, failed[0])
+    warn_incomplete(result.records, explainer.settings)
     return result
+
+
+def warn_incomplete(records: list[ImageExplanation], settings: IGSettings) -> None:
+    """Log the images whose attributions miss completeness, and which flag would help."""
+    failed = [r for r in records if not r.check.completeness_ok]
+    if not failed:
+        return
+    if settings.adaptive:  # adaptive steps stop early only when completeness holds
+        log.warning("%d images reached the step cap (%d steps) and still miss completeness by"
+                    " more than %.0f%% (e.g. %s): raise --max-steps", len(failed),
+                    failed[0].check.steps, 100 * COMPLETENESS_TOLERANCE, failed[0].id)
+    else:
+        log.warning("%d images miss completeness by more than %.0f%% (e.g. %s): raise --n-steps"
+                    " or use --n-steps auto", len(failed), 100 * COMPLETENESS_TOLERANCE,
+                    failed[0].id)

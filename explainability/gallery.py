@@ -41,7 +41,8 @@ def pick_gallery(records: list[ImageExplanation], size: int) -> list[int]:
 def caption(record: ImageExplanation) -> str:
     label = f"label {record.label}, " if record.label is not None else ""
     return (f"{record.id}: {label}predicted {record.prediction}"
-            f" ({record.probability:.1%}), delta {record.check.delta:+.3g}")
+            f" ({record.probability:.1%}), delta {record.check.delta:+.3g}"
+            f" ({record.check.steps} steps)")
 
 
 def draw_overlays(folder: Path, name_of: Callable[[str], str], records: list[ImageExplanation],
@@ -76,9 +77,10 @@ def write_index(path: Path, title: str, totals: dict[str, Any], records: list[Im
     wrong = [records[i] for i in chosen if records[i].correct is False]
     rest = [records[i] for i in chosen if records[i].correct is not False]
     shown = ("images_explained", "misclassified", "max_abs_delta", "max_relative_error",
-             "completeness_failed", "seconds_per_image")
+             "completeness_failed", "mean_steps", "steps_capped", "seconds_per_image")
     headline = ", ".join(f"{k.replace('_', ' ')}: {v:.3g}" if isinstance(v, float) else
-                         f"{k.replace('_', ' ')}: {v}" for k, v in totals.items() if k in shown)
+                         f"{k.replace('_', ' ')}: {v}" for k, v in totals.items()
+                         if k in shown and v is not None)
     parts = [f"<!doctype html><meta charset=utf-8><title>{e(title)}</title>",
              "<style>body{font-family:sans-serif}figure{display:inline-block;margin:6px;"
              "width:420px;vertical-align:top}img{width:100%}.bad{color:#b00}</style>",

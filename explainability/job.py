@@ -9,15 +9,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from explainability.config import ExplainConfig
+from explainability.config import AUTO, ExplainConfig
 from explainability.explain import explain_images
 from explainability.gallery import draw_overlays, pick_gallery, write_index
 from explainability.inputs import open_data, open_model
 from explainability.outputs import ATTRIBUTIONS, INDEX, SUMMARY, totals, write_class_means
 from explainability.sampling import sample_indices
 from shared.atomic import published_folder, write_json_atomic
-from shared.attribution import ClassMeanMaps, Explainer, IGSettings, NpzWriter
-from shared.attribution.integrated import COMPLETENESS_FLOOR, COMPLETENESS_TOLERANCE
+from shared.attribution import (
+    COMPLETENESS_FLOOR,
+    COMPLETENESS_TOLERANCE,
+    ClassMeanMaps,
+    Explainer,
+    IGSettings,
+    NpzWriter,
+)
 from shared.attribution.store import KEY_RULE, TRUE_CLASS_SUFFIX
 from shared.sagemaker import GracefulStop, JobError, load_processing_context
 
@@ -27,7 +33,8 @@ log = logging.getLogger(__name__)
 def settings_from(config: ExplainConfig) -> IGSettings:
     return IGSettings(n_steps=config.n_steps, method=config.method, baseline=config.baseline,
                       internal_batch_size=config.internal_batch_size,
-                      noise_tunnel=config.noise_tunnel, seed=config.seed)
+                      noise_tunnel=config.noise_tunnel, seed=config.seed,
+                      max_steps=config.max_steps)
 
 
 def run(args: ExplainConfig, *, mode: str) -> None:
@@ -82,7 +89,8 @@ def run(args: ExplainConfig, *, mode: str) -> None:
         positions = {r.id: i for i, r in enumerate(inputs.data.records)}
         draw_overlays(staged, name_of, records, chosen_records, inputs.data, positions,
                       staged / name_of(ATTRIBUTIONS))
-        summary["totals"] = totals(records, len(inputs.data), time.monotonic() - started)
+        summary["totals"] = totals(records, len(inputs.data), time.monotonic() - started,
+                                   adaptive=settings.adaptive)
         summary["gallery"] = {"file": name_of(INDEX),
                               "images": [records[i].id for i in chosen_records]}
         summary["images"] = [r.to_json() for r in records]
@@ -92,16 +100,18 @@ def run(args: ExplainConfig, *, mode: str) -> None:
                     summary["totals"], records, chosen_records, class_pngs)
         write_json_atomic(staged / name_of(SUMMARY), summary)
     t = summary["totals"]
-    log.info("explained %d images (%d misclassified, max |delta| %.3g, %d miss completeness)"
-             " in %.1f s; written to %s", t["images_explained"], t["misclassified"],
-             t["max_abs_delta"], t["completeness_failed"], t["seconds"], final)
+    log.info("explained %d images (%d misclassified, max |delta| %.3g, %d miss completeness,"
+             " %.1f steps per image) in %.1f s; written to %s", t["images_explained"],
+             t["misclassified"], t["max_abs_delta"], t["completeness_failed"], t["mean_steps"],
+             t["seconds"], final)
 
 
 def settings_summary(args: ExplainConfig, settings: IGSettings,
                      explainer: Explainer) -> dict[str, Any]:
     return {
-        "n_steps": settings.n_steps,
-        "method": settings.method,
+        "n_steps": AUTO if settings.adaptive else settings.n_steps,
+        "max_steps": settings.max_steps if settings.adaptive else None,
+        "method": settings.rule,
         "baseline": settings.baseline,
         "internal_batch_size": explainer.batch_size,
         "internal_batch_size_chosen": "flag" if settings.internal_batch_size else "auto",

@@ -29,13 +29,15 @@ INDEX = "index.html"
 CLASS_MEANS_FILE = "class_means.npz"
 
 
-def totals(records: list[ImageExplanation], images_in_data: int, seconds: float) -> dict[str, Any]:
-    """Headline figures: how many, how many wrong, how well completeness held."""
+def totals(records: list[ImageExplanation], images_in_data: int, seconds: float, *,
+           adaptive: bool) -> dict[str, Any]:
+    """Headline figures: how many, how many wrong, how well completeness held, at what cost."""
     deltas = np.abs([r.check.delta for r in records]) if records else np.zeros(0)
     errors = [r.check.relative_error for r in records]
     labelled = [r for r in records if r.correct is not None]
     failed = sum(not r.check.completeness_ok for r in records)
     extra = [r.true_class.check for r in records if r.true_class is not None]
+    steps = [r.check.steps for r in records]
     return {
         "images_in_data": images_in_data,
         "images_explained": len(records),
@@ -50,6 +52,10 @@ def totals(records: list[ImageExplanation], images_in_data: int, seconds: float)
         "completeness_ok": len(records) - failed,
         "completeness_failed": failed,
         "true_class_completeness_failed": sum(not e.completeness_ok for e in extra),
+        "mean_steps": float(np.mean(steps)) if steps else 0.0,
+        "most_steps": max(steps, default=0),
+        # adaptive steps stop early only when completeness holds: a failure has reached the cap
+        "steps_capped": failed if adaptive else None,
         "seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / len(records), 4) if records else None,
     }

@@ -8,7 +8,11 @@ The explained output is the target class's logit. Logits are better behaved than
 probabilities (no saturation near 0 or 1, so gradients along the path do not vanish), and
 completeness is checked on the same quantity: the attributions of an image should add up to
 logit(input) - logit(baseline). The difference is captum's convergence delta; it shrinks as
-`n_steps` grows and is recorded per image.
+`n_steps` grows and is recorded per image, with the steps it took.
+
+By default (`n_steps=None`, "auto" on the command line) each image's steps grow until completeness
+holds (shared.attribution.adaptive); an integer `n_steps` gives every image that many, through
+captum, as before.
 """
 
 from __future__ import annotations
@@ -20,18 +24,24 @@ import numpy as np
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel
 
+from shared.attribution.adaptive import (
+    ADAPTIVE_RULE,
+    FIRST_STEPS,
+    MAX_STEPS,
+    integrate_adaptively,
+)
 from shared.attribution.baselines import make_baselines
 from shared.attribution.batching import auto_internal_batch_size
+from shared.attribution.completeness import COMPLETENESS_TOLERANCE, relative_error
 from shared.choices import IG_BASELINES, IG_METHODS
 from shared.models import ImageClassifier
 
 log = logging.getLogger(__name__)
 
-# Completeness: |delta| <= TOLERANCE x max(|F(x) - F(baseline)|, FLOOR). The floor is one logit:
-# when input and baseline score almost the same there is little to explain, and 5% of one logit is
-# a 5% change in the odds, while a purely relative rule would fail on rounding noise.
-COMPLETENESS_TOLERANCE = 0.05
-COMPLETENESS_FLOOR = 1.0
+FIXED_METHOD = "gausslegendre"  # the rule for a fixed n_steps unless `method` says otherwise
+# Adaptive rows per `attribute` group, in captum calls' worth: enough rows that the few images
+# left on the finer grids still fill passes, few enough that the rows' tensors stay small.
+ADAPTIVE_GROUP_CALLS = 16
 NOISE_SAMPLES = 8              # SmoothGrad: noisy copies per image
 NOISE_STDEV = 0.1 * 255.0      # SmoothGrad: noise level, a tenth of the pixel range (the paper's 10-20%)
 PREDICT_BATCH = 256
@@ -41,19 +51,20 @@ PREDICT_BATCH = 256
 class IGSettings:
     """How to integrate: steps, rule, baseline, batching, optional SmoothGrad."""
 
-    n_steps: int = 50
-    method: str = "gausslegendre"
+    n_steps: int | None = None  # None: adaptive, per image up to max_steps (shared.attribution.adaptive)
+    method: str | None = None   # None: gausslegendre at a fixed n_steps; only then may it be set
     baseline: str = "black"
     internal_batch_size: int | None = None  # None: chosen from free memory (shared.attribution.batching)
     noise_tunnel: bool = False
     noise_samples: int = NOISE_SAMPLES
     noise_stdev: float = NOISE_STDEV
     seed: int = 0
+    max_steps: int = MAX_STEPS  # adaptive only: no image gets more gradient evaluations
 
     def __post_init__(self) -> None:
-        if self.n_steps < 1:
-            raise ValueError(f"n_steps must be at least 1, not {self.n_steps}")
-        if self.method not in IG_METHODS:
+        if self.n_steps is not None and self.n_steps < 1:
+            raise ValueError(f"n_steps must be at least 1 (or None: adaptive), not {self.n_steps}")
+        if self.method is not None and self.method not in IG_METHODS:
             raise ValueError(f"unknown integration method {self.method!r}; choose one of"
                              f" {', '.join(IG_METHODS)}")
         if self.baseline not in IG_BASELINES:
@@ -61,10 +72,31 @@ class IGSettings:
                              f" {', '.join(IG_BASELINES)}")
         if self.internal_batch_size is not None and self.internal_batch_size < 1:
             raise ValueError("internal_batch_size must be at least 1")
+        if self.max_steps < FIRST_STEPS:
+            raise ValueError(f"max_steps must be at least {FIRST_STEPS}, the first adaptive grid")
+        if self.adaptive and self.noise_tunnel:
+            raise ValueError("adaptive steps (n_steps=None) do not apply to SmoothGrad: give"
+                             " noise_tunnel an integer n_steps")
+        if self.adaptive and self.method is not None:
+            raise ValueError(f"adaptive steps (n_steps=None) integrate on nested trapezoid grids;"
+                             f" method {self.method} needs an integer n_steps")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.n_steps is None
+
+    @property
+    def rule(self) -> str:
+        """The integration rule in use."""
+        if self.adaptive:
+            return ADAPTIVE_RULE
+        return self.method or FIXED_METHOD
 
     @property
     def points_per_image(self) -> int:
-        """Gradient evaluations one image costs."""
+        """Gradient evaluations one image costs (adaptive: at least, on the first grid)."""
+        if self.adaptive:
+            return FIRST_STEPS
         return self.n_steps * (self.noise_samples if self.noise_tunnel else 1)
 
 
@@ -77,11 +109,11 @@ class Attributions:
     output: np.ndarray           # N target logits at the input
     baseline_output: np.ndarray  # N target logits at the baseline
     delta: np.ndarray            # N: sum(values) - (output - baseline_output); SmoothGrad: mean over noise
+    steps: np.ndarray            # N integration points each row took (SmoothGrad: per noisy copy)
 
     @property
     def relative_error(self) -> np.ndarray:
-        scale = np.maximum(np.abs(self.output - self.baseline_output), COMPLETENESS_FLOOR)
-        return np.abs(self.delta) / scale
+        return relative_error(self.delta, self.output - self.baseline_output)
 
     @property
     def completeness_ok(self) -> np.ndarray:
@@ -143,6 +175,11 @@ class Explainer:
         """Images per captum call, so one call is about one internal batch of points."""
         return max(1, self.batch_size // self.settings.points_per_image)
 
+    def rows_per_group(self) -> int:
+        """Rows integrated together: one captum call's worth at a fixed n_steps; adaptive, several,
+        so that the few rows left for the finer grids still fill the passes."""
+        return self.rows_per_call() * (ADAPTIVE_GROUP_CALLS if self.settings.adaptive else 1)
+
     def attribute(self, images: np.ndarray, targets: np.ndarray, positions: np.ndarray | list[int],
                   logits: np.ndarray | None = None) -> Attributions:
         """Attributions of each image for its target class; `positions` seed per-image noise.
@@ -156,7 +193,7 @@ class Explainer:
             raise ValueError("images, targets and positions must have the same length")
         if logits is not None and len(logits) != len(images):
             raise ValueError("logits must have one row per image")
-        step = self.rows_per_call()
+        step = self.rows_per_group()
         parts = [self._attribute_chunk(images[s:s + step], targets[s:s + step],
                                        positions[s:s + step],
                                        None if logits is None else logits[s:s + step])
@@ -164,7 +201,8 @@ class Explainer:
         if not parts:
             h, w = self.input_shape[1:]
             empty = np.zeros(0)
-            return Attributions(np.zeros((0, h, w, 3), np.float32), targets, empty, empty, empty)
+            return Attributions(np.zeros((0, h, w, 3), np.float32), targets, empty, empty, empty,
+                                np.zeros(0, np.int64))
         return Attributions(*(np.concatenate(arrays) for arrays in zip(*parts, strict=True)))
 
     def _attribute_chunk(self, images: np.ndarray, targets: np.ndarray, positions: np.ndarray,
@@ -178,19 +216,36 @@ class Explainer:
                      torch.from_numpy(np.asarray(logits, np.float64)).to(self.device))
         output = at_inputs[rows, target]
         baseline_output = self._baseline_logits(baselines)[rows, target]
-        if s.noise_tunnel:
-            values, delta = self._smoothgrad(pixels, baselines, target, int(positions[0]))
+        gap = (output - baseline_output).cpu().numpy()
+        if s.adaptive:
+            values, delta, steps = integrate_adaptively(self._gradients, pixels, baselines, target,
+                                                        gap, self.batch_size, s.max_steps)
         else:
-            points = len(images) * s.n_steps
-            values = self._ig.attribute(
-                pixels, baselines=baselines, target=target, n_steps=s.n_steps, method=s.method,
-                internal_batch_size=self.batch_size if points > self.batch_size else None)
-            delta = values.double().flatten(1).sum(1) - (output - baseline_output)
+            values, delta = (self._smoothgrad(pixels, baselines, target, int(positions[0]))
+                             if s.noise_tunnel else self._fixed(pixels, baselines, target, gap))
+            steps = np.full(len(images), s.n_steps, np.int64)
         return (values.permute(0, 2, 3, 1).float().cpu().numpy(), targets,
-                output.cpu().numpy(), baseline_output.cpu().numpy(), delta.cpu().numpy())
+                output.cpu().numpy(), baseline_output.cpu().numpy(), delta, steps)
+
+    def _fixed(self, pixels: torch.Tensor, baselines: torch.Tensor, target: torch.Tensor,
+               gap: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """captum's integrated gradients at n_steps points for every image, and their delta."""
+        s = self.settings
+        points = len(pixels) * s.n_steps
+        values = self._ig.attribute(
+            pixels, baselines=baselines, target=target, n_steps=s.n_steps, method=s.rule,
+            internal_batch_size=self.batch_size if points > self.batch_size else None)
+        return values, values.double().flatten(1).sum(1).cpu().numpy() - gap
+
+    def _gradients(self, points: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The gradient of each point's target logit: the integrand of integrated gradients."""
+        with torch.enable_grad():
+            points = points.requires_grad_()
+            selected = self.forward(points).gather(1, targets[:, None]).sum()
+            return torch.autograd.grad(selected, points)[0]
 
     def _smoothgrad(self, pixels: torch.Tensor, baselines: torch.Tensor, target: torch.Tensor,
-                    first_position: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    first_position: int) -> tuple[torch.Tensor, np.ndarray]:
         """SmoothGrad over IG: the mean of IG at noisy copies; delta is captum's, averaged likewise.
 
         captum draws the noise from torch's global generator: it is seeded per chunk (from the
@@ -206,10 +261,10 @@ class Explainer:
             values, delta = self._tunnel.attribute(
                 pixels, nt_type="smoothgrad", nt_samples=s.noise_samples,
                 nt_samples_batch_size=min(per_pass, s.noise_samples), stdevs=s.noise_stdev,
-                baselines=baselines, target=target, n_steps=s.n_steps, method=s.method,
+                baselines=baselines, target=target, n_steps=s.n_steps, method=s.rule,
                 internal_batch_size=self.batch_size if points > self.batch_size else None,
                 return_convergence_delta=True)
         delta = delta.double()
         if delta.numel() != len(pixels):  # one per noisy copy: average them per image
             delta = delta.view(len(pixels), -1).mean(1)
-        return values, delta
+        return values, delta.cpu().numpy()
