@@ -145,14 +145,7 @@ def hardware(ctx: TrainingContext, hp: Hyperparameters) -> Hardware:
         # the hosts talk over SageMaker's network interface (resourceconfig's network_interface_name)
         os.environ.setdefault("NCCL_SOCKET_IFNAME", ctx.network_interface)
         os.environ.setdefault("GLOO_SOCKET_IFNAME", ctx.network_interface)
-    precision = hp.precision
-    if precision == "auto":
-        precision = ("bf16-mixed" if gpus and torch.cuda.is_bf16_supported() else
-                     "16-mixed" if gpus else "32-true")
-    elif precision == "32":
-        precision = "32-true"
-    if not gpus and precision == "16-mixed":
-        raise JobError("precision=16-mixed needs a GPU; use 32 or bf16-mixed on CPU")
+    precision = lightning_precision(hp.precision, bool(gpus))
     workers = hp.num_workers
     if workers < 0:
         workers = min(8, max(0, ctx.num_cpus // devices - 1)) if gpus else 0
@@ -160,6 +153,17 @@ def hardware(ctx: TrainingContext, hp: Hyperparameters) -> Hardware:
         torch.set_num_threads(max(1, ctx.num_cpus // devices))
     return Hardware("gpu" if gpus else "cpu", devices, nodes, "ddp" if devices * nodes > 1 else "auto",
                     precision, workers)
+
+
+def lightning_precision(precision: str, gpus: bool) -> str:
+    """Lightning's name for the `precision` hyperparameter on this hardware (auto: bf16-mixed on a
+    GPU that has it, else 16-mixed; full float32 on CPUs)."""
+    if precision == "auto":
+        return ("bf16-mixed" if gpus and torch.cuda.is_bf16_supported() else
+                "16-mixed" if gpus else "32-true")
+    if not gpus and precision == "16-mixed":
+        raise JobError("precision=16-mixed needs a GPU; use 32 or bf16-mixed on CPU")
+    return "32-true" if precision == "32" else precision
 
 
 def run() -> None:

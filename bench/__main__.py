@@ -2,9 +2,9 @@
 
 Each benchmark runs in its own child process (`python -m bench.<name> --json ...`): a fresh
 interpreter per benchmark, so thread settings, caches and memory from one cannot skew the next,
-and a failure is recorded instead of ending the run. Training, serving and attribution run once
-more on the GPU when there is one. Then `make demo`, timed per pipeline step.
-Run: .venv/bin/python -m bench [--quick] [--out BENCHMARKS.md] [--only NAME ...]
+and a failure is recorded instead of ending the run. Training, serving, attribution and drift run
+once more on the GPU when there is one. Then `make demo`, timed per pipeline step.
+Run: .venv/bin/python -m bench [--quick] [--out BENCHMARKS.md] [--only NAME ...] [--devices cpu cuda]
 """
 
 from __future__ import annotations
@@ -25,15 +25,24 @@ from bench.hardware import matmul_gflops, other_jobs_meter
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("processing", "training", "serving", "drift", "attribution")
-ON_GPU = ("training", "serving", "attribution")
+BENCHES = ("processing", "training", "serving", "drift", "attribution", "scaling")
+ON_GPU = ("training", "serving", "drift", "attribution")
 ALL = (*BENCHES, "demo")
 
 
-def devices(name: str) -> list[str | None]:
+def devices(name: str, allowed: list[str]) -> list[str | None]:
     if name not in ON_GPU:
-        return [None]
-    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+        return [None] if "cpu" in allowed else []
+    return [d for d in ("cpu", "cuda") if d in allowed and (d == "cpu" or torch.cuda.is_available())]
+
+
+def matmul_references(allowed: list[str]) -> dict[str, float]:
+    """GFLOP/s of a large matmul per "device dtype": the yardstick of each model path."""
+    found = {"cpu float32": matmul_gflops("cpu")} if "cpu" in allowed else {}
+    if "cuda" in allowed and torch.cuda.is_available():
+        found |= {f"cuda {dtype}": matmul_gflops("cuda", dtype=dtype)
+                  for dtype in ("float32", "bfloat16")}
+    return found
 
 
 def bench_args(name: str, device: str | None, quick: bool) -> list[str]:
@@ -64,18 +73,20 @@ def main() -> None:
                         help="default BENCHMARKS.md; build/BENCHMARKS-quick.md with --quick")
     parser.add_argument("--only", nargs="+", choices=ALL, default=list(ALL),
                         help="run only these (default: all)")
+    parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=["cpu", "cuda"],
+                        help="where the model paths run (default: the CPU, and the GPU when there"
+                             " is one); benchmarks with no GPU side count as cpu")
     args = parser.parse_args()
     out = args.out or (ROOT / "build/BENCHMARKS-quick.md" if args.quick else ROOT / "BENCHMARKS.md")
     started, start_time = time.monotonic(), datetime.now(UTC)
     whole_run = other_jobs_meter()
-    gpu = torch.cuda.is_available()
-    matmul = {"cpu": [matmul_gflops("cpu")], **({"cuda": [matmul_gflops("cuda")]} if gpu else {})}
+    matmul = {name: [gflops] for name, gflops in matmul_references(args.devices).items()}
     comparisons: list[Comparison] = []
     failures: dict[str, str] = {}
     seconds: dict[str, tuple[str, float, float]] = {}  # label: (command, wall time, others' cores)
     with tempfile.TemporaryDirectory() as tmp:
         for name in (n for n in BENCHES if n in args.only):
-            for device in devices(name):
+            for device in devices(name, args.devices):
                 label = f"{name} ({device})" if device else name
                 t, others = time.monotonic(), other_jobs_meter()
                 found, failure = run_bench(name, device, args.quick, Path(tmp))
@@ -87,7 +98,7 @@ def main() -> None:
                 if failure:
                     failures[label] = failure
     demo = None
-    if "demo" in args.only:
+    if "demo" in args.only and "cpu" in args.devices:
         print("\n=== make demo ===", flush=True)
         t, others = time.monotonic(), other_jobs_meter()
         demo = demo_bench.measure(args.quick)
@@ -95,8 +106,8 @@ def main() -> None:
         demo_bench.print_demo(demo)
         if not demo["ok"]:
             failures["make demo"] = "the demo failed; its output is above"
-    for device in matmul:  # again at the end: the machine may have been busier or idler
-        matmul[device].append(matmul_gflops(device))
+    for name, gflops in matmul_references(args.devices).items():  # the machine may have been
+        matmul[name].append(gflops)                                  # busier or idler at the end
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(info=machine_info(), started=start_time.strftime("%Y-%m-%d %H:%M UTC"),
                           seconds=time.monotonic() - started, quick=args.quick, others=whole_run(),

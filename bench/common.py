@@ -32,6 +32,7 @@ class Comparison:
     checks: dict[str, bool] = field(default_factory=dict)  # further conditions the target needs
     device: str = "cpu"
     flops_per_image: float | None = None  # model paths: FLOPs one image costs on this path
+    dtype: str = "float32"          # model paths: the precision their matmuls run in
     notes: list[str] = field(default_factory=list)
     others_cores: float | None = None  # set by python -m bench: cores other jobs kept busy meanwhile
 

@@ -1,4 +1,4 @@
-"""What the machine can do: dense float32 matmul throughput, the yardstick for model FLOP rates.
+"""What the machine can do: dense matmul throughput, the yardstick for model FLOP rates.
 
 A large matmul is about the best a CPU or GPU does on real arithmetic, so FLOPs per image x images
 per second over it says how much of the machine a model path uses.
@@ -17,12 +17,13 @@ import torch
 SIZES = {"cpu": 2048, "cuda": 8192}
 
 
-def matmul_gflops(device: str = "cpu", repeats: int = 10, size: int | None = None) -> float:
-    """Best of `repeats` timed size x size float32 matmuls, after warm-up, in GFLOP/s."""
+def matmul_gflops(device: str = "cpu", repeats: int = 10, size: int | None = None,
+                  dtype: str = "float32") -> float:
+    """Best of `repeats` timed size x size matmuls, after warm-up, in GFLOP/s."""
     n = size or SIZES[device]
     generator = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=generator).to(device)
-    b = torch.randn(n, n, generator=generator).to(device)
+    a = torch.randn(n, n, generator=generator).to(device, getattr(torch, dtype))
+    b = torch.randn(n, n, generator=generator).to(device, getattr(torch, dtype))
     best = float("inf")
     for i in range(repeats + 2):  # two warm-up products
         if device == "cuda":
@@ -66,9 +67,11 @@ def other_jobs_meter() -> Callable[[], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
-    print(f"{SIZES[args.device]}x{SIZES[args.device]} float32 matmul on {args.device},"
-          f" {torch.get_num_threads()} threads: {matmul_gflops(args.device):,.1f} GFLOP/s")
+    print(f"{SIZES[args.device]}x{SIZES[args.device]} {args.dtype} matmul on {args.device},"
+          f" {torch.get_num_threads()} threads:"
+          f" {matmul_gflops(args.device, dtype=args.dtype):,.1f} GFLOP/s")
 
 
 if __name__ == "__main__":

@@ -54,8 +54,10 @@ def details(comparisons: list[Comparison]) -> list[str]:
 
 def utilisation(comparisons: list[Comparison], matmul: dict[str, list[float]]) -> list[str]:
     lines = ["## How much of the machine the model paths use", "",
-             "Reference: the best of several large float32 matmuls (`torch.mm`, 2048x2048 on the CPU,"
-             " 8192x8192 on a GPU), timed at the start and at the end of this run; the higher counts.",
+             "Reference: the best of several large matmuls (`torch.mm`, 2048x2048 on the CPU,"
+             " 8192x8192 on a GPU; float32, and bfloat16 on a GPU), timed at the start and at the end"
+             " of this run; the higher counts. A path is measured against the matmul of the precision"
+             " it computes in (float32 matmuls on a GPU do not use TF32 here, torch's default).",
              ""]
     for device, figures in matmul.items():
         lines.append(f"- {device}: " + ", ".join(f"{g:,.1f}" for g in figures) + " GFLOP/s")
@@ -65,16 +67,18 @@ def utilisation(comparisons: list[Comparison], matmul: dict[str, list[float]]) -
               " attribution). It counts convolutions and matmuls, which dominate; elementwise,"
               " normalisation and optimiser arithmetic are not counted, so the fractions are a"
               " slight underestimate.", "",
-              "| path | device | side | model GFLOPs per image | images/s | achieved GFLOP/s |"
-              " of matmul peak |", "|---|---|---|---:|---:|---:|---:|"]
+              "| path | device | precision | side | model GFLOPs per image | images/s |"
+              " achieved GFLOP/s | of matmul peak |", "|---|---|---|---|---:|---:|---:|---:|"]
     for c in comparisons:
-        if not c.flops_per_image or c.device not in matmul:
+        reference = f"{c.device} {c.dtype}"
+        if not c.flops_per_image or reference not in matmul:
             continue
-        peak = max(matmul[c.device])
+        peak = max(matmul[reference])
         for side, value in ((c.side_a, c.a), (c.side_b, c.b)):
             rate = c.images_per_second(value)
             achieved = c.flops_per_image * rate / 1e9
-            lines.append(f"| {c.bench} | {c.device} | {side} | {c.flops_per_image / 1e9:.4g} |"
+            lines.append(f"| {c.bench} | {c.device} | {c.dtype} | {side} |"
+                         f" {c.flops_per_image / 1e9:.4g} |"
                          f" {rate:,.1f} | {achieved:,.1f} | {achieved / peak:.0%} |")
     return lines + [""]
 

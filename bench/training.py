@@ -1,15 +1,17 @@
 """Training throughput: the Lightning job path versus a plain PyTorch loop, side by side.
 
 Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shards), same batch
-size, optimiser and threads; each round trains a few epochs per side and times all but the first
-(a warm-up), the sides alternate for a few rounds and each keeps its best epoch.
+size, optimiser, threads and precision (the job's default: bf16 autocast on a GPU that has it,
+float32 on a CPU); each round trains a few epochs per side and times all but the first (a
+warm-up), the sides alternate for a few rounds and each keeps its best epoch.
 Target (issue 4): the Lightning path at least 0.9x the plain loop.
 Run: .venv/bin/python -m bench.training [--data-copies 2] [--rounds 2] [--epochs 3] [--device cpu|cuda]
-     [--quick]
+     [--batch-size 64] [--quick]
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ import torch
 from algorithm.data import ProcessedDataModule, ShardDataset, collate
 from algorithm.hyperparameters import Hyperparameters
 from algorithm.module import Classifier
+from algorithm.train import lightning_precision
 from bench.common import Comparison, count_flops, finish, parser
 from shared.data import DatasetWriter, ProcessedDataset
 from shared.models import ImageClassifier
@@ -62,13 +65,24 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
+def precision(hp: Hyperparameters, device: torch.device) -> str:
+    return lightning_precision(hp.precision, device.type == "cuda")
+
+
+def autocast(hp: Hyperparameters, device: torch.device):
+    """What Lightning's mixed precision does around the forward pass, for the plain loop."""
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision(hp, device))
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 def lightning_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torch.device,
                             epochs: int) -> float:
     module = new_module(hp, torch.device("cpu"))  # Lightning moves it, as in the job
-    dm = ProcessedDataModule(data, data, batch_size=BATCH, num_workers=0, augment=False)
+    dm = ProcessedDataModule(data, data, batch_size=hp.batch_size, num_workers=0, augment=False)
     timer = EpochTimer(device)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu",
-                         devices=1, logger=False, enable_checkpointing=False,
+                         devices=1, precision=precision(hp, device), logger=False,
+                         enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, callbacks=[timer])
     trainer.fit(module, datamodule=dm)
@@ -80,7 +94,7 @@ def plain_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: tor
     module = new_module(hp, device)  # same forward (normalise + model) and loss
     optimizer = torch.optim.AdamW(module.classifier.network.parameters(), lr=hp.learning_rate,
                                   weight_decay=hp.weight_decay)
-    loader = torch.utils.data.DataLoader(ShardDataset(data), batch_size=BATCH, shuffle=True,
+    loader = torch.utils.data.DataLoader(ShardDataset(data), batch_size=hp.batch_size, shuffle=True,
                                          collate_fn=collate, pin_memory=device.type == "cuda")
     times = []
     for _ in range(epochs):
@@ -89,7 +103,8 @@ def plain_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: tor
         module.train()
         for images, labels in loader:
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = module.loss(module(images), labels)
+            with autocast(hp, device):
+                loss = module.loss(module(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -101,13 +116,14 @@ def plain_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: tor
 def flops_per_image(data: ProcessedDataset, hp: Hyperparameters, device: torch.device) -> float:
     """Forward and backward (input and weight gradients) of one training batch, per image."""
     module = new_module(hp, device).train()
-    images, labels = collate(ShardDataset(data).__getitems__(list(range(BATCH))))
+    images, labels = collate(ShardDataset(data).__getitems__(list(range(hp.batch_size))))
     images, labels = images.to(device), labels.to(device)
-    return count_flops(lambda: module.loss(module(images), labels).backward()) / BATCH
+    return count_flops(lambda: module.loss(module(images), labels).backward()) / hp.batch_size
 
 
-def measure(copies: int, rounds: int, epochs: int, device: torch.device) -> list[Comparison]:
-    hp = Hyperparameters(lr_scheduler="none")
+def measure(copies: int, rounds: int, epochs: int, device: torch.device,
+            batch_size: int) -> list[Comparison]:
+    hp = Hyperparameters(lr_scheduler="none", batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "train", copies)
         # Alternate the sides and keep each one's best round: load from other processes on a
@@ -117,12 +133,14 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device) -> list
             plain = max(plain, len(data) / plain_epoch_seconds(data, hp, device, epochs))
             lightning = max(lightning, len(data) / lightning_epoch_seconds(data, hp, device, epochs))
         flops = flops_per_image(data, hp, device)
-    workload = (f"{ARCH}, {len(data)} images 32x32, batch {BATCH}, AdamW, CPU threads"
-                f" {torch.get_num_threads()}; {epochs} epochs a round, the first a warm-up; best epoch of"
-                f" {rounds} alternating rounds")
-    return [Comparison("training", "training: Lightning job path vs plain PyTorch loop", workload,
+    workload = (f"{ARCH}, {len(data)} images 32x32, batch {hp.batch_size}, AdamW, precision"
+                f" {precision(hp, device)}, CPU threads {torch.get_num_threads()}; {epochs} epochs a"
+                f" round, the first a warm-up; best epoch of {rounds} alternating rounds")
+    dtype = "bfloat16" if precision(hp, device).startswith("bf16") else "float32"
+    return [Comparison("training", "training: Lightning job path vs plain PyTorch loop"
+                       + (f", batch {hp.batch_size}" if hp.batch_size != BATCH else ""), workload,
                        "plain loop", plain, "Lightning", lightning, "images/s", target=0.9,
-                       device=device.type, flops_per_image=flops)]
+                       device=device.type, flops_per_image=flops, dtype=dtype)]
 
 
 def main() -> None:
@@ -132,10 +150,12 @@ def main() -> None:
     args_parser.add_argument("--epochs", type=int, default=None,
                              help="epochs a round, the first untimed (default 3)")
     args_parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    args_parser.add_argument("--batch-size", type=int, default=BATCH, help=f"default {BATCH}")
     args = args_parser.parse_args()
     epochs = max(2, args.epochs or (2 if args.quick else 3))  # at least one timed epoch
     finish(args, measure(args.data_copies or (1 if args.quick else 2),
-                         args.rounds or (1 if args.quick else 2), epochs, torch.device(args.device)))
+                         args.rounds or (1 if args.quick else 2), epochs, torch.device(args.device),
+                         args.batch_size))
 
 
 if __name__ == "__main__":
