@@ -17,6 +17,11 @@ def _value(value: float) -> str:
     return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
+def _share(fraction: float) -> str:
+    """A share of the peak; small ones (a GPU on a small model) keep two significant digits."""
+    return f"{fraction:.0%}" if fraction >= 0.1 else f"{100 * fraction:.2g}%"
+
+
 def _verdict(c: Comparison) -> str:
     return "no target" if c.met is None else ("met" if c.met else "**not met**")
 
@@ -79,7 +84,7 @@ def utilisation(comparisons: list[Comparison], matmul: dict[str, list[float]]) -
             achieved = c.flops_per_image * rate / 1e9
             lines.append(f"| {c.bench} | {c.device} | {c.dtype} | {side} |"
                          f" {c.flops_per_image / 1e9:.4g} |"
-                         f" {rate:,.1f} | {achieved:,.1f} | {achieved / peak:.0%} |")
+                         f" {rate:,.1f} | {achieved:,.1f} | {_share(achieved / peak)} |")
     return lines + [""]
 
 
@@ -121,7 +126,8 @@ def render(*, info: dict, started: str, seconds: float, quick: bool, others: flo
               ""]
     if info["gpu"] == "no GPU":
         lines += ["No GPU was available in this run, so there are no GPU rows; on a machine with one,"
-                  " `make bench` adds them for training, serving and attribution.", ""]
+                  " `make bench` adds them for training, serving, drift and attribution"
+                  " ([BENCHMARKS-GPU.md](BENCHMARKS-GPU.md): a lent H100).", ""]
     lines += glance(comparisons, failures) + utilisation(comparisons, matmul)
     lines += demo_section(demo) + details(comparisons)
     lines += ["## Wall time of each benchmark", "",
