@@ -25,6 +25,7 @@ from shared.drift import (
 )
 from shared.drift.mmd import (
     gaussian_kernel,
+    median_bandwidth,
     mmd2_statistics,
     permutation_test,
     split_matrix,
@@ -264,6 +265,14 @@ def test_gaussian_kernel_equals_alibi_detects_gaussian_rbf():
     for sigma in ([1.5], [0.5, 2.0]):
         ours = gaussian_kernel(torch.from_numpy(x), torch.from_numpy(y), torch.tensor(sigma))
         assert np.allclose(ours.numpy(), alibi.kernel_matrix(x, y, sigma), rtol=1e-12, atol=1e-15)
+
+
+def test_median_bandwidth_equals_alibi_detects_inferred_sigma(digit_features):
+    """Fitting a detector no longer imports alibi-detect; the bandwidth must stay its own."""
+    _, features = digit_features
+    repeated = np.concatenate([features[:300], features[:40]])  # duplicates: zero distances
+    for reference in (features[:300], repeated, features[:7]):
+        assert median_bandwidth(reference) == pytest.approx(alibi.infer_sigma(reference), rel=1e-6)
 
 
 def test_every_permuted_statistic_equals_alibi_detects_computation(digit_features):
