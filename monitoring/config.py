@@ -11,6 +11,7 @@ from shared.sagemaker.entrypoint import input_flag, output_flag
 from shared.schema import check_defaults, setting
 
 MAX_REFERENCE = 10_000  # the bandwidth step holds reference x reference distances in memory
+MAX_TEST = 10_000  # default cap on the whole-batch test's images: 5x the default reference
 DEFAULT_IMAGE_SIZE = 32  # for the untrained encoder; a model encoder uses the model's input size
 
 
@@ -58,6 +59,10 @@ class Tested:
     window: int | None = setting(None, min=2, metavar="N",
                                  help="also test consecutive windows of N images in file order"
                                       " (verdict: host, then file, order)")
+    max_test_size: int = setting(MAX_TEST, min=2, metavar="N",
+                                 help="the whole-batch test uses a seeded sample of at most N"
+                                      " images (its cost grows with the square of N); windows"
+                                      " still cover every image")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.config import ServeConfig
+from monitoring.config import ServeConfig, Tested
 from monitoring.plot import plot_drift
 from shared.atomic import write_atomic, write_json_atomic
 from shared.data import decode_usable, list_images, scratch_folder
@@ -58,17 +58,19 @@ def save_features(path: Path, features: np.ndarray, names: list[str]) -> None:
 
 
 def test_and_report(detector: DriftDetector, detector_dir: Path, features: np.ndarray,
-                    names: list[str], window: int | None, report_dir: Path,
+                    names: list[str], tested: Tested, report_dir: Path,
                     ctx: ProcessingContext, title: str, details: dict[str, Any]) -> dict[str, Any]:
-    """The test over `features` (and its windows), drift.json and drift.png under this host's
-    names; the report is returned."""
+    """The test over `features` (a sample of at most `max_test_size` of them) and over its
+    windows, drift.json and drift.png under this host's names; the report is returned."""
     started = time.monotonic()
-    batch = detector.test_features(features)
+    window = tested.window
+    batch = detector.test_features(features, tested.max_test_size)
     windows = detector.test_windows(features, window) if window else []
     plot_name = ctx.output_name("drift.png")
     report = {
         **batch.to_json(),
         "p_value_threshold": detector.config.p_value,
+        "max_test_size": tested.max_test_size,
         "window_size": window,
         "windows": [window_json(w, names) for w in windows],
         "windows_with_drift": [w.index for w in windows if w.result.drift],
@@ -111,7 +113,7 @@ def run(config: ServeConfig) -> None:
     names = [f.relpath for f in decoded.files]
     report_dir = config.report_output or ctx.paths.processing_output("report")
     save_features(report_dir / features_name(ctx), features, names)
-    test_and_report(detector, detector_dir, features, names, config.window, report_dir, ctx,
+    test_and_report(detector, detector_dir, features, names, config, report_dir, ctx,
                     f"drift of {root.name or root} against detector {detector.config.detector_id}",
                     {"input": str(root), "images_found": len(share), "images_used": len(decoded.files),
                      "skipped": decoded.skipped, "features": features_name(ctx),

@@ -51,7 +51,7 @@ def run(config: VerdictConfig) -> None:
     joined = np.concatenate(features)
     report_dir = config.report_output or ctx.paths.processing_output("report")
     report = test_and_report(
-        detector, detector_dir, joined, names, config.window, report_dir, ctx,
+        detector, detector_dir, joined, names, config, report_dir, ctx,
         f"drift of {len(names)} images on {len(hosts)} hosts against detector"
         f" {detector.config.detector_id}",
         {"joined_hosts": hosts, "images_used": len(names),

@@ -217,15 +217,28 @@ def test_windows_locate_a_gradual_shift_in_file_order(digits, trained, tmp_path)
     stages = [held_out[:100], held_out[100:200], darker(held_out[200:300], rng, shift=25),
               noise(held_out[300:400], rng)]
     base = serve_base(tmp_path, trained, np.concatenate(stages))
-    result = run_entrypoint("monitoring", "serve", "--window", "100", base=base)
+    result = run_entrypoint("monitoring", "serve", "--window", "100", "--max-test-size", "300",
+                            base=base)
     assert result.returncode == 0, result.stderr[-3000:]  # drift is a result, not a failure
     report = drift_report(base)
-    assert report["drift"] is True and report["n_test"] == 400 and report["window_size"] == 100
+    # the whole-batch test takes a sample of 300; the windows still cover all 400 images
+    assert report["drift"] is True and report["n_test"] == 300 and report["window_size"] == 100
+    assert report["max_test_size"] == 300
     assert [w["drift"] for w in report["windows"]] == [False, False, True, True]
     assert report["windows_with_drift"] == [2, 3]
     third = report["windows"][2]
     assert (third["start"], third["end"], third["n_test"]) == (200, 300, 100)
     assert (third["first_file"], third["last_file"]) == ("img-0200.png", "img-0299.png")
+
+
+def test_beyond_max_samples_the_batch_test_takes_a_seeded_sample(digits, detector):
+    features = detector.features(digits[1][:DRAW])
+    capped = detector.test_features(features, max_samples=120)
+    assert capped.n_test == 120
+    assert detector.test_features(features, max_samples=120).to_json() == capped.to_json()  # same sample
+    sample = features[reference_sample(DRAW, 120, detector.config.seed)]
+    assert detector.test_features(sample).distance == capped.distance
+    assert detector.test_features(features, max_samples=DRAW).n_test == DRAW  # at the cap: all
 
 
 def test_windows_cover_every_sample_and_keep_a_testable_tail():

@@ -129,10 +129,15 @@ class DriftDetector:
     def test(self, images: np.ndarray) -> DriftResult:
         return self.test_features(self.features(images))
 
-    def test_features(self, features: np.ndarray) -> DriftResult:
+    def test_features(self, features: np.ndarray, max_samples: int | None = None) -> DriftResult:
+        """The test of `features` against the reference; beyond `max_samples` rows, of a seeded
+        sample of that many: the test's cost grows with the square of its samples, and past a few
+        times the reference size more test samples add little power (n_test says how many)."""
         if not np.isfinite(features).all():
             raise ValueError("the test features hold NaN or infinite values")
         c = self.config
+        if max_samples is not None and len(features) > max_samples:
+            features = features[reference_sample(len(features), max_samples, c.seed)]
         result = permutation_test(self.reference, features, c.sigma, permutations=c.permutations,
                                   p_value=c.p_value, seed=c.seed, device=self.encoder.device)
         return DriftResult.from_mmd(result, c.p_value)
