@@ -1,4 +1,5 @@
-"""`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]`."""
+"""`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]
+[--max-parallel N]`."""
 
 from __future__ import annotations
 
@@ -35,13 +36,16 @@ def main(argv: list[str] | None = None) -> int:
                      help="run folder (default runs/<pipeline>-<time>; reuse it with --resume)")
     run.add_argument("--resume", action="store_true",
                      help="skip steps that completed before with unchanged inputs")
+    run.add_argument("--max-parallel", type=int, default=None,
+                     help="steps that may run at once, each on its own share of the CPUs"
+                          " (default: one per CPU; 1 runs the steps one after another)")
     args = parser.parse_args(argv)
     try:
         pipeline = load_pipeline(args.definition)
         run_dir = args.run_dir or Path("runs") / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         images = json.loads(args.images.read_text()) if args.images else None
         runner = Runner(pipeline, dict(args.param), run_dir, Engine(args.engine, images),
-                        resume=args.resume)
+                        resume=args.resume, max_parallel=args.max_parallel)
         result = runner.run()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,10 @@ A container runs with no capabilities, no new privileges, and the step's memory 
 limits (`resources:` in the step, else the defaults below); jobs get no network at all, and the
 Batch Transform's model server is reached through a port published on 127.0.0.1 only.
 
+Steps that run at the same time each get CPUs of their own (`taskset`, or `--cpuset-cpus` for a
+container), as separate instances would: a torch job whose threads share a core with another
+job's slows down many times over, not twice.
+
 A processing or training step may run on several instances (`instances: N`), as SageMaker runs
 it: hosts algo-1..algo-N, each with its own /opt/ml and resource config, all started together.
 Inputs named in `sharded:` are split among the hosts by key (file path), as `ShardedByS3Key`
@@ -83,6 +87,7 @@ class Engine:
     name: str = "local"
     images: dict[str, str] | None = None
     run_args: tuple[str, ...] = ()
+    cpus: tuple[int, ...] | None = None  # the CPUs its jobs run on (None: all of them)
 
     def image(self, component: str) -> str:
         if self.images and component in self.images:
@@ -96,11 +101,15 @@ class Engine:
         """The job's command line; `publish` gives the container a network and publishes its
         serving port as this host port, on 127.0.0.1 only; `network` puts it on its cluster's
         private network (a job with neither has no network)."""
+        cpu_list = ",".join(map(str, self.cpus or ()))
         if self.name == "local":
             env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT),
                    **(network.local_env if network else {})}
-            return [sys.executable, "-m", component, *args], env
+            pin = ["taskset", "-c", cpu_list] if cpu_list else []
+            return [*pin, sys.executable, "-m", component, *args], env
         options = [*CONFINED, *resources.flags()]
+        if cpu_list:
+            options.append(f"--cpuset-cpus={cpu_list}")
         if publish:
             options += ["-p", f"127.0.0.1:{publish}:{SERVING_PORT}"]
         elif network:
@@ -375,8 +384,11 @@ def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engi
     if not files:
         raise StepFailed(f"no .npy shards to transform in {inputs['data']}")
     accept = spec.get("accept", "application/jsonlines")
-    port, command = free_port(), None
-    if engine.name != "local":  # the model read-only, as SageMaker mounts it
+    port = free_port()
+    if engine.name == "local":
+        command, _ = engine.command("algorithm", ["serve", "--host", "127.0.0.1"], base, {},
+                                    Resources.of(step, spec))
+    else:  # the model read-only, as SageMaker mounts it
         command, _ = engine.command("algorithm", ["serve"], base,
                                     {inputs["model"]: "/opt/ml/model:ro"}, Resources.of(step, spec),
                                     publish=port, pass_env=("SAGEMAKER_MODEL_SERVER_WORKERS",))

@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,19 +90,23 @@ def fingerprint(step: Step, spec: dict[str, Any], upstream: dict[str, str]) -> s
 class Runner:
     def __init__(self, pipeline: Pipeline, params: dict[str, str], run_dir: Path,
                  engine: jobs.Engine | None = None, resume: bool = False,
-                 echo: bool = True) -> None:
+                 echo: bool = True, max_parallel: int | None = None) -> None:
         self.pipeline = pipeline
         self.params = pipeline.resolve_parameters(params)
         self.run_dir = Path(run_dir).resolve()
         self.engine = engine or jobs.Engine()
         self.resume = resume
         self.echo = echo
+        self.cpus = sorted(os.sched_getaffinity(0))
+        self.max_parallel = max(1, max_parallel or len(self.cpus))
 
     def say(self, text: str) -> None:
         if self.echo:
             print(text, flush=True)
 
     def run(self) -> RunResult:
+        """Every step once its upstream steps are done; steps that do not depend on each other
+        run at the same time (up to `max_parallel`), each on its own share of the CPUs."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "run.json", {
             "pipeline": self.pipeline.name, "definition": str(self.pipeline.source),
@@ -110,21 +115,46 @@ class Runner:
         self.marks: dict[str, str] = {}
         results: dict[str, StepResult] = {}
         blocked: set[str] = set()  # steps after a failure or a false condition
-        for number, name in enumerate(self.pipeline.order, start=1):
-            step = self.pipeline.steps[name]
-            prefix = f"[{number}/{len(self.pipeline.order)}] {name}"
-            if step.upstream & blocked:
-                results[name] = StepResult(name, "skipped", detail="an earlier step did not pass")
-                blocked.add(name)
-                self.say(f"{prefix}: skipped")
-                continue
-            result = self.run_step(step, outputs, prefix)
-            results[name] = result
-            outputs[name] = result.outputs
-            if result.state in ("failed", "condition-false"):
-                blocked.add(name)
-            if result.state == "failed":
-                break
+        pending = list(self.pipeline.order)
+        running: dict[Future, tuple[str, frozenset[int]]] = {}
+        free = set(self.cpus)
+        number = {name: i for i, name in enumerate(self.pipeline.order, start=1)}
+        failed = False
+        with ThreadPoolExecutor(max_workers=self.max_parallel) as pool:
+            while pending or running:
+                if failed:  # a failure stops the run: what is running finishes, nothing starts
+                    pending.clear()
+                for name in [n for n in pending if self.pipeline.steps[n].upstream & blocked]:
+                    pending.remove(name)
+                    results[name] = StepResult(name, "skipped",
+                                               detail="an earlier step did not pass")
+                    blocked.add(name)
+                    self.say(f"[{number[name]}/{len(number)}] {name}: skipped")
+                ready = [n for n in pending if self.pipeline.steps[n].upstream <= results.keys()]
+                # the CPUs split evenly among the steps that can run now
+                share = max(1, len(self.cpus) // max(1, min(self.max_parallel,
+                                                            len(running) + len(ready))))
+                for name in ready:
+                    if len(running) >= self.max_parallel or not free:
+                        break
+                    cpus = frozenset(sorted(free)[:share])
+                    free -= cpus
+                    pending.remove(name)
+                    # the step's references are resolved from the finished steps' outputs
+                    running[pool.submit(self.run_step, self.pipeline.steps[name], dict(outputs),
+                                        f"[{number[name]}/{len(number)}] {name}", cpus)] = \
+                        (name, cpus)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name, cpus = running.pop(future)
+                    free |= cpus
+                    result = results[name] = future.result()
+                    outputs[name] = result.outputs
+                    if result.state in ("failed", "condition-false"):
+                        blocked.add(name)
+                    failed = failed or result.state == "failed"
         ordered = [results[n] for n in self.pipeline.order if n in results]
         summary = RunResult(self.pipeline.name, self.run_dir, ordered)
         write_json_atomic(self.run_dir / "summary.json", {
@@ -132,7 +162,8 @@ class Runner:
                                          "detail": s.detail} for s in ordered]})
         return summary
 
-    def run_step(self, step: Step, outputs: dict[str, dict[str, Path]], prefix: str) -> StepResult:
+    def run_step(self, step: Step, outputs: dict[str, dict[str, Path]], prefix: str,
+                 cpus: frozenset[int] = frozenset()) -> StepResult:
         spec = substitute(step.spec, self.params, outputs)
         step_dir = self.run_dir / step.name
         status_file = step_dir / "status.json"
@@ -152,34 +183,40 @@ class Runner:
         step_dir.mkdir(parents=True, exist_ok=True)
         print_(f"{prefix}: running ({step.job}{' ' + step.component if step.component else ''}"
                f"{' ' + step.mode if step.mode else ''})")
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         state, detail, step_outputs = "completed", "", {}
+        engine = replace(self.engine, cpus=tuple(sorted(cpus)) or None)
         try:
-            step_outputs, state, detail = self.execute(step, spec, step_dir)
+            step_outputs, state, detail = self.execute(step, spec, step_dir, engine)
         except (jobs.StepFailed, UserError, OSError, RuntimeError) as exc:
             state, detail = "failed", str(exc)
         seconds = time.monotonic() - started
         write_json_atomic(status_file, {"state": state, "fingerprint": mark, "seconds": seconds,
-                                        "detail": detail,
+                                        "started": started_at, "finished": time.time(),
+                                        "cpus": sorted(cpus), "detail": detail,
                                         "outputs": {k: str(v) for k, v in step_outputs.items()}})
         print_(f"{prefix}: {state} in {seconds:.1f} s" + (f": {detail}" if detail else ""))
         return StepResult(step.name, state, seconds, step_outputs, detail)
 
-    def execute(self, step: Step, spec: dict[str, Any], step_dir: Path):
+    def execute(self, step: Step, spec: dict[str, Any], step_dir: Path, engine: jobs.Engine):
         log_file = step_dir / "log.txt"
         if step.job == "processing":
-            return jobs.processing_job(step, spec, step_dir, self.engine, log_file), "completed", ""
+            return jobs.processing_job(step, spec, step_dir, engine, log_file), "completed", ""
         if step.job == "training":
-            outputs = jobs.training_job(step, spec, step_dir, self.engine, log_file)
+            outputs = jobs.training_job(step, spec, step_dir, engine, log_file)
             return outputs, "completed", _accuracy_note(outputs["model"])
         if step.job == "transform":
-            return jobs.transform_job(step, spec, step_dir, self.engine, log_file), "completed", ""
+            return jobs.transform_job(step, spec, step_dir, engine, log_file), "completed", ""
         if step.job == "condition":
             holds, lines = local_steps.evaluate_condition(step, spec)
             return {}, "completed" if holds else "condition-false", "; ".join(lines)
         if step.job == "register":
             outputs = local_steps.register(step, spec, self.run_dir)
             return outputs, "completed", f"registered {outputs['version_dir']}"
+        if step.job == "registered_model":
+            outputs = local_steps.registered_model(step, spec)
+            chosen = outputs.get("version_dir")
+            return outputs, "completed", f"approved {chosen}" if chosen else f"given {outputs['model']}"
         if step.job == "report":
             return local_steps.batch_report(step, spec, step_dir / "output"), "completed", ""
         raise PipelineError(f"step {step.name}: unknown job {step.job}")

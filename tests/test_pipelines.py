@@ -239,3 +239,83 @@ def test_containers_run_confined_with_the_steps_limits_and_no_host_network(tmp_p
     bad = Step("train", "training", {"resources": {"pids": "lots"}}, "algorithm")
     with pytest.raises(PipelineError, match="step train resource pids='lots' is not a valid integer"):
         Resources.of(bad, bad.spec)
+
+
+FAN = """
+name: fan
+parameters:
+  data: {}
+  other: {}
+steps:
+  - name: first
+    job: processing
+    component: processing
+    mode: serve
+    inputs: {data: "${params.data}"}
+    args: [--image-size, "16"]
+    outputs: [data]
+  - name: left
+    job: processing
+    component: processing
+    mode: serve
+    depends_on: [first]
+    inputs: {data: "${params.data}"}
+    args: [--image-size, "16"]
+    outputs: [data]
+  - name: right
+    job: processing
+    component: processing
+    mode: serve
+    depends_on: [first]
+    inputs: {data: "${params.other}"}
+    args: [--image-size, "16"]
+    outputs: [data]
+  - name: join
+    job: condition
+    file: "${steps.left.outputs.data}/report.json"
+    depends_on: [right]
+    all: [{path: images, op: ">=", value: 1}]
+"""
+
+
+def _status(run_dir, step):
+    return json.loads((run_dir / step / "status.json").read_text())
+
+
+def _overlap(a, b):
+    return a["started"] < b["finished"] and b["started"] < a["finished"]
+
+
+def test_independent_steps_run_at_once_each_on_its_own_cpus(tmp_path):
+    import os
+    cpus = sorted(os.sched_getaffinity(0))
+    assert len(cpus) >= 2, "this test needs two CPUs to show two steps at once"
+    data = small_images(tmp_path / "images")
+    pipeline = load_pipeline(write_yaml(tmp_path, FAN))
+    result = Runner(pipeline, {"data": str(data), "other": str(data)}, tmp_path / "run",
+                    echo=False, max_parallel=2).run()
+    assert result.ok, result.summary()
+    first, left, right = (_status(tmp_path / "run", s) for s in ("first", "left", "right"))
+    assert first["cpus"] == cpus  # alone, a step has every CPU
+    assert _overlap(left, right)
+    assert left["cpus"] and right["cpus"] and not set(left["cpus"]) & set(right["cpus"])
+    assert len(left["cpus"]) + len(right["cpus"]) == len(cpus)
+
+    serial = Runner(pipeline, {"data": str(data), "other": str(data)}, tmp_path / "serial",
+                    echo=False, max_parallel=1).run()
+    assert serial.ok
+    left, right = (_status(tmp_path / "serial", s) for s in ("left", "right"))
+    assert not _overlap(left, right) and left["cpus"] == right["cpus"] == cpus
+
+
+def test_a_failure_beside_a_running_step_lets_it_finish_and_starts_nothing_more(tmp_path):
+    data = small_images(tmp_path / "images")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = Runner(load_pipeline(write_yaml(tmp_path, FAN)),
+                    {"data": str(data), "other": str(empty)}, tmp_path / "run", echo=False,
+                    max_parallel=2).run()
+    assert not result.ok
+    assert "no images in" in next(s.detail for s in result.steps if s.name == "right")
+    states = {s.name: s.state for s in result.steps}
+    assert states == {"first": "completed", "left": "completed", "right": "failed"}

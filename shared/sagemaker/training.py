@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import schema
+from shared.cpus import default_workers
 from shared.sagemaker.hosts import LOCAL_HOST, HostContext
 from shared.sagemaker.inputs import training_channels
 from shared.sagemaker.paths import BASE_DIR_ENV, JobPaths, base_dir, read_config
@@ -84,7 +85,7 @@ def load_training_context(hyperparameters: type) -> TrainingContext:
         current_host=env.current_host,
         channels=channels,
         num_gpus=env.num_gpus,
-        num_cpus=env.num_cpus,
+        num_cpus=default_workers(),  # the toolkit counts the host's CPUs, not the job's share
         network_interface=env.network_interface_name,
         inputs=training_channels(input_data_config),
     )
