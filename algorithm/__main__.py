@@ -5,11 +5,10 @@ variables (and `--host` for tests), as SageMaker does.
 """
 
 import os
-import sys
 from dataclasses import dataclass
 
 from algorithm.hyperparameters import hyperparameters_help
-from shared.sagemaker.entrypoint import Mode, main
+from shared.sagemaker.entrypoint import Mode, exit_process, main
 from shared.schema import setting
 
 
@@ -46,4 +45,4 @@ MODES = {
 }
 
 if __name__ == "__main__":
-    sys.exit(main("algorithm", MODES, __doc__))
+    exit_process(main("algorithm", MODES, __doc__))

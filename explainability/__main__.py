@@ -5,10 +5,9 @@ integrated gradients; train mode also writes per-class mean attribution maps, th
 production explanations are compared against.
 """
 
-import sys
 
 from explainability.config import ServeConfig, TrainConfig
-from shared.sagemaker.entrypoint import Mode, main
+from shared.sagemaker.entrypoint import Mode, exit_process, main
 
 MODES = {
     "train": Mode(TrainConfig, "explain training/validation images and write per-class reference"
@@ -17,4 +16,4 @@ MODES = {
 }
 
 if __name__ == "__main__":
-    sys.exit(main("explainability", MODES, __doc__))
+    exit_process(main("explainability", MODES, __doc__))

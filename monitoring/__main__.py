@@ -7,10 +7,9 @@ verdict: the reports and features every host of a multi-instance serve wrote
 (processing/input/reports) -> the one drift verdict over all their images.
 """
 
-import sys
 
 from monitoring.config import ServeConfig, TrainConfig, VerdictConfig
-from shared.sagemaker.entrypoint import Mode, main
+from shared.sagemaker.entrypoint import Mode, exit_process, main
 
 MODES = {
     "train": Mode(TrainConfig, "fit the drift detector on reference images"),
@@ -20,4 +19,4 @@ MODES = {
 }
 
 if __name__ == "__main__":
-    sys.exit(main("monitoring", MODES, __doc__))
+    exit_process(main("monitoring", MODES, __doc__))

@@ -1,9 +1,8 @@
 """`python -m processing {train,serve} [flags]`: the processing component's entrypoint."""
 
-import sys
 
 from processing.config import ServeConfig, TrainConfig
-from shared.sagemaker.entrypoint import Mode, main
+from shared.sagemaker.entrypoint import Mode, exit_process, main
 
 MODES = {
     "train": Mode(TrainConfig, "validate, split, resize and augment labelled images"),
@@ -11,4 +10,4 @@ MODES = {
 }
 
 if __name__ == "__main__":
-    sys.exit(main("processing", MODES, __doc__))
+    exit_process(main("processing", MODES, __doc__))
