@@ -1,5 +1,6 @@
 """`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]
-[--max-parallel N]`."""
+[--max-parallel N]`; `python -m pipelines approve|reject NAME VERSION` and `versions NAME` for the
+model registry."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pipelines.definition import load_pipeline
 from pipelines.jobs import Engine
+from pipelines.registry import APPROVED, REJECTED, Registry
 from pipelines.runner import Runner
 from shared.errors import UserError
 
@@ -20,6 +22,26 @@ def parse_param(text: str) -> tuple[str, str]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"--param {text!r}: expected NAME=VALUE")
     return name, value
+
+
+def parse_version(text: str) -> int:
+    number = text[1:] if text[:1] in ("v", "V") else text
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"version {text!r}: expected a number such as 3 or v3")
+    return int(number)
+
+
+def registry_command(args: argparse.Namespace) -> int:
+    registry = Registry(args.registry, args.model_name)
+    if args.command == "versions":
+        for v in registry.versions():
+            accuracy = v.metadata.get("accuracy")
+            print(f"v{v.number}\t{v.status}\t{v.metadata.get('registered', '')}\t"
+                  f"accuracy {'-' if accuracy is None else f'{accuracy:.4f}'}")
+        return 0
+    version = registry.set_status(args.version, args.status, args.note)
+    print(f"{registry.name} v{version.number}: {version.status}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,8 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--max-parallel", type=int, default=None,
                      help="steps that may run at once, each on its own share of the CPUs"
                           " (default: one per CPU; 1 runs the steps one after another)")
+    for command, status in (("approve", APPROVED), ("reject", REJECTED)):
+        change = commands.add_parser(command, help=f"set a registered version's status to {status}")
+        change.add_argument("model_name")
+        change.add_argument("version", type=parse_version)
+        change.add_argument("--registry", type=Path, default=Path("registry"))
+        change.add_argument("--note", default="", help="why (kept in the version's history)")
+        change.set_defaults(status=status)
+    versions = commands.add_parser("versions", help="a registered model's versions and statuses")
+    versions.add_argument("model_name")
+    versions.add_argument("--registry", type=Path, default=Path("registry"))
     args = parser.parse_args(argv)
     try:
+        if args.command != "run":
+            return registry_command(args)
         pipeline = load_pipeline(args.definition)
         run_dir = args.run_dir or Path("runs") / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         images = json.loads(args.images.read_text()) if args.images else None

@@ -18,7 +18,8 @@ from shared.errors import UserError
 from shared.names import check_name
 
 REFERENCE = re.compile(r"\$\{(params\.[A-Za-z0-9_]+|steps\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_]+)\}")
-JOB_TYPES = ("processing", "training", "transform", "condition", "register", "report")
+JOB_TYPES = ("processing", "training", "transform", "condition", "register", "registered_model",
+             "report")
 COMPONENTS = ("processing", "algorithm", "monitoring", "explainability")
 OPERATORS = (">=", ">", "<=", "<", "==", "!=")
 

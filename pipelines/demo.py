@@ -7,6 +7,9 @@
    labelled input (the processing job merges them and records each image's channel),
    warm-starting from the registered v1 -> model v2;
 5. batch inference on the corrupted images with v2: accuracy recovers.
+Each registered version waits in PendingManualApproval; the demo approves v1 and v2 explicitly (as
+a reviewer would with `python -m pipelines approve`), and the batch runs, given no model, use the
+latest approved version.
 Ends with a markdown report (tables and plots) whose path it prints. Every number is measured.
 """
 
@@ -23,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.definition import load_pipeline
+from pipelines.registry import APPROVED, Registry
 from pipelines.runner import Runner, RunResult
 from shared.evaluation import read_accuracy
 from shared.sample_data import digits_images
@@ -85,6 +89,16 @@ def registered_version(result: RunResult) -> Path:
     return result.outputs("register")["version_dir"]
 
 
+def approve(version_dir: Path, registry: Path) -> Path:
+    """What a reviewer does with `python -m pipelines approve digits N`: a new version waits in
+    PendingManualApproval, and batch runs keep the approved one until then."""
+    number = int(version_dir.name[1:])
+    Registry(registry, version_dir.parent.name).set_status(number, APPROVED,
+                                                           "approved by the demo")
+    print(f"approved {version_dir.parent.name} v{number}", flush=True)
+    return version_dir
+
+
 def evaluation_accuracy(result: RunResult) -> float:
     return read_accuracy(result.outputs("train")["model"] / "evaluation.json")
 
@@ -118,15 +132,18 @@ def main(argv: list[str] | None = None) -> dict:
 
     v1 = timed("1. training pipeline on the original images", "training.yaml",
                {**common, "input_data": data["original"]}, "1-training")
-    v1_dir = registered_version(v1)
+    v1_dir = approve(registered_version(v1), registry)
     stages.append({"stage": "1. train v1 (original images)", "model": v1_dir.name,
                    "accuracy": evaluation_accuracy(v1), "drift": None, "p_value": None})
 
     def batch(label: str, images: Path, version: Path, folder: str) -> dict:
+        """The batch pipeline is given no model: it takes the latest approved version."""
         result = timed(label, "batch_inference.yaml",
-                       {"input_data": images, "model": version / "model",
-                        "detector": version / "detector",
+                       {"input_data": images, "registry": registry, "model_package_name": "digits",
                         "explain_images": args.explain_images}, folder)
+        if result.outputs("model")["version_dir"] != version:
+            sys.exit(f"the batch pipeline used {result.outputs('model')['version_dir']},"
+                     f" not the approved {version}")
         summary = batch_summary(result)
         stages.append({"stage": label, "model": version.name, "accuracy": summary["accuracy"],
                        "drift": summary["drift"]["drift"], "p_value": summary["drift"]["p_value"],
@@ -140,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "training.yaml", {**common, "input_data": data["original"],
                                      "extra_data": data["labelled_shifted"],
                                      "warm_start_model": v1_dir / "model"}, "4-retraining")
-        v2_dir = registered_version(v2)
+        v2_dir = approve(registered_version(v2), registry)
         stages.append({"stage": "4. retrain v2 (original + corrupted, warm start from v1)",
                        "model": v2_dir.name, "accuracy": evaluation_accuracy(v2),
                        "drift": None, "p_value": None})

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipelines.definition import OPERATORS, PipelineError, Step
+from pipelines.registry import PENDING, Registry
 from shared.atomic import write_json_atomic
 from shared.choices import MODEL_DRIFT_FOLDER
 from shared.data import ProcessedDataset
-from shared.evaluation import field, read_accuracy
+from shared.evaluation import field
 from shared.names import check_name
 
 
@@ -56,47 +53,46 @@ def evaluate_condition(step: Step, spec: dict[str, Any]) -> tuple[bool, list[str
 
 
 def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]:
-    """Copy the inputs into `<registry>/<model_name>/v<N>`: a new version, never an overwrite.
-    A `detector` input is also packaged inside the `model` as its `drift/` folder."""
-    name = check_name(str(spec.get("model_name", "model")), f"step {step.name}: model package name")
-    registry = Path(spec.get("registry") or "registry") / name
-    registry.mkdir(parents=True, exist_ok=True)
-    staged = registry / f".staging-{uuid.uuid4().hex}"
-    staged.mkdir()
-    sources = {}
+    """A new version of `model_name` in `registry` holding the step's inputs, with the step's
+    `approval_status` (default PendingManualApproval)."""
+    registry = Registry(Path(spec.get("registry") or "registry"),
+                        _model_name(step, spec))
+    inputs = {}
     for name, source in (spec.get("inputs") or {}).items():
         if source in (None, ""):
             continue
-        source = Path(source)
-        if not source.exists():
-            shutil.rmtree(staged)
+        if not Path(source).exists():
             raise PipelineError(f"step {step.name}: input {name} does not exist: {source}")
-        shutil.copytree(source, staged / name, symlinks=False) if source.is_dir() else shutil.copy(
-            source, staged / name)
-        sources[name] = str(source.resolve())
-    if (staged / "model").is_dir() and (staged / "detector").is_dir():
-        # the model carries its drift detector: its server then tests traffic online (drift/)
-        shutil.copytree(staged / "detector", staged / "model" / MODEL_DRIFT_FOLDER)
-    evaluation = staged / "model" / "evaluation.json"
-    accuracy = read_accuracy(evaluation) if evaluation.exists() else None
-    while True:  # the rename fails if another run took this number first: take the next one
-        numbers = [int(p.name[1:]) for p in registry.glob("v*") if p.name[1:].isdigit()]
-        version = max(numbers, default=0) + 1
-        final = registry / f"v{version}"
-        metadata = {"model_name": registry.name, "version": version,
-                    "registered": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "run_dir": str(run_dir), "sources": sources, "accuracy": accuracy}
-        write_json_atomic(staged / "metadata.json", metadata)
-        try:
-            os.rename(staged, final)
-            break
-        except OSError:
-            if not final.exists():
-                raise
-    write_json_atomic(registry / "latest.json", metadata)
-    outputs = {"version_dir": final}
-    outputs.update({name: final / name for name in sources})
-    return outputs
+        inputs[name] = Path(source)
+    version = registry.register(inputs, run_dir, spec.get("approval_status") or PENDING)
+    return {"version_dir": version.folder, **{name: version.folder / name for name in inputs}}
+
+
+def registered_model(step: Step, spec: dict[str, Any]) -> dict[str, Path]:
+    """The model (and its drift detector) a batch run uses: the `model` input when one is given,
+    else the latest approved version of `model_name` in `registry`."""
+    inputs = spec.get("inputs") or {}
+    if inputs.get("model") not in (None, ""):
+        model = Path(inputs["model"])
+        detector = Path(inputs["detector"]) if inputs.get("detector") not in (None, "") else (
+            model / MODEL_DRIFT_FOLDER)
+        if not detector.exists():
+            raise PipelineError(f"step {step.name}: no drift detector for model {model}: give"
+                                f" the detector input (the training pipeline's drift reference)")
+        return {"model": model, "detector": detector}
+    registry = Registry(Path(spec.get("registry") or "registry"), _model_name(step, spec))
+    version = registry.latest_approved()
+    if version is None:
+        raise PipelineError(
+            f"step {step.name}: model {registry.name} in {registry.folder.parent} has no approved"
+            f" version ({registry.describe()}): approve one with `python -m pipelines approve"
+            f" {registry.name} N --registry {registry.folder.parent}`, or give the model input")
+    return {"model": version.folder / "model", "detector": version.folder / "detector",
+            "version_dir": version.folder}
+
+
+def _model_name(step: Step, spec: dict[str, Any]) -> str:
+    return check_name(str(spec.get("model_name", "model")), f"step {step.name}: model package name")
 
 
 def batch_report(step: Step, spec: dict[str, Any], out: Path) -> dict[str, Path]:

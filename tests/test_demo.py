@@ -38,6 +38,10 @@ def test_retraining_with_labelled_drifted_data_recovers_accuracy(demo_run):
     meta = json.loads((registry / "v2" / "metadata.json").read_text())
     assert meta["version"] == 2 and (registry / "v2" / "detector" / "detector.json").exists()
     assert (registry / "v2" / "model" / "drift" / "detector.json").exists()  # served online
+    assert meta["approval_status"] == "Approved"  # approved by the demo, then used by stage 5
+    assert [h["status"] for h in meta["approval_history"]] == ["PendingManualApproval", "Approved"]
+    used = json.loads((out / "runs" / "5-recovered" / "model" / "status.json").read_text())
+    assert used["outputs"]["version_dir"] == str(registry.resolve() / "v2")
 
 
 def test_report_has_the_stage_table_and_plots(demo_run):
