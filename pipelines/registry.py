@@ -94,6 +94,10 @@ class Registry:
     def set_status(self, number: int, status: str, note: str = "") -> Version:
         if status not in STATUSES:
             raise RegistryError(f"approval status {status!r} is not one of {', '.join(STATUSES)}")
+        if not self.folder.is_dir():  # a mistyped name must not create an empty model
+            models = sorted(p.name for p in self.folder.parent.glob("*") if p.is_dir())
+            raise RegistryError(f"no model {self.name} in {self.folder.parent} (models:"
+                                f" {', '.join(models) or 'none'})")
         with self._locked():
             version = self.version(number)
             metadata = dict(version.metadata)

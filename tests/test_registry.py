@@ -54,6 +54,10 @@ def test_unknown_versions_and_bad_statuses_are_refused_with_what_exists(tmp_path
     with pytest.raises(RegistryError, match="not one of PendingManualApproval, Approved"):
         registry.set_status(1, "approved")
     assert registry.version(1).status == PENDING
+    assert main(["approve", "digit", "1", "--registry", str(tmp_path / "registry")]) == 2
+    err = capsys.readouterr().err
+    assert "no model digit in" in err and "(models: digits)" in err
+    assert not (tmp_path / "registry" / "digit").exists()
 
 
 def test_versions_registered_at_once_get_distinct_numbers(tmp_path):
