@@ -10,10 +10,9 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from algorithm.metrics import EPOCH_METRICS
 from shared.atomic import remove_stale_temporaries, write_atomic
 from shared.sagemaker.stop import sigterm_received
-
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
 
 class EpochMetrics(pl.Callback):

@@ -19,14 +19,21 @@ PRECISIONS = ("auto", "32", "16-mixed", "bf16-mixed")
 class Hyperparameters:
     model_name: str = setting("resnet18", help="any timm architecture (timm.list_models())",
                               min_length=1)
-    epochs: int = setting(10, help="passes over the training data", min=1, max=10_000)
-    batch_size: int = setting(64, help="images per step on each process", min=1, max=65_536)
-    optimizer: str = setting("adamw", help="optimizer", choices=OPTIMIZERS)
-    learning_rate: float = setting(1e-3, help="peak learning rate", min=0.0, max=10.0)
-    weight_decay: float = setting(1e-4, help="L2 / decoupled weight decay", min=0.0, max=1.0)
-    momentum: float = setting(0.9, help="momentum for sgd and rmsprop", min=0.0, max=1.0)
-    lr_scheduler: str = setting("cosine", help="learning-rate schedule", choices=SCHEDULERS)
-    label_smoothing: float = setting(0.0, help="cross-entropy label smoothing", min=0.0, max=0.5)
+    epochs: int = setting(10, help="passes over the training data", min=1, max=10_000,
+                          tunable=True)
+    batch_size: int = setting(64, help="images per step on each process", min=1, max=65_536,
+                              tunable=True)
+    optimizer: str = setting("adamw", help="optimizer", choices=OPTIMIZERS, tunable=True)
+    learning_rate: float = setting(1e-3, help="peak learning rate", min=0.0, max=10.0,
+                                   tunable=True)
+    weight_decay: float = setting(1e-4, help="L2 / decoupled weight decay", min=0.0, max=1.0,
+                                  tunable=True)
+    momentum: float = setting(0.9, help="momentum for sgd and rmsprop", min=0.0, max=1.0,
+                              tunable=True)
+    lr_scheduler: str = setting("cosine", help="learning-rate schedule", choices=SCHEDULERS,
+                                tunable=True)
+    label_smoothing: float = setting(0.0, help="cross-entropy label smoothing", min=0.0, max=0.5,
+                                     tunable=True)
     early_stopping_patience: int = setting(0, help="epochs without val_loss improvement before"
                                                    " stopping; 0 disables", min=0)
     seed: int = setting(42, help="seed for weights, shuffling and augmentation", min=0)
@@ -37,11 +44,12 @@ class Hyperparameters:
     pretrained_weights: str | None = setting(None, help="path to a local .safetensors file for the"
                                                         " backbone")
     freeze_backbone_epochs: int = setting(0, help="train only the classifier for this many first"
-                                                  " epochs", min=0)
+                                                  " epochs", min=0, tunable=True)
     accuracy_threshold: float | None = setting(None, help="evaluation.json records passed=false"
                                                           " below this", min=0.0, max=1.0)
     online_augmentation: bool = setting(False, help="random shifts and rotations while training"
-                                                    " (processing already augments offline)")
+                                                    " (processing already augments offline)",
+                                       tunable=True)
     reinitialize_head: bool = setting(False, help="allow a warm-start model with other classes:"
                                                   " keep its backbone, start a new classifier")
     processes_per_host: int = setting(0, help="training processes per host; 0 is one per GPU (or"

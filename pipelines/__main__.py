@@ -1,6 +1,6 @@
 """`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]
 [--max-parallel N]`; `python -m pipelines approve|reject NAME VERSION` and `versions NAME` for the
-model registry."""
+model registry; `python -m pipelines algorithm-spec` for the algorithm image's CreateAlgorithm."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pipelines.definition import load_pipeline
 from pipelines.jobs import Engine
 from pipelines.registry import APPROVED, REJECTED, Registry
 from pipelines.runner import Runner
+from shared.atomic import write_json_atomic
 from shared.errors import UserError
 
 
@@ -71,8 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     versions = commands.add_parser("versions", help="a registered model's versions and statuses")
     versions.add_argument("model_name")
     versions.add_argument("--registry", type=Path, default=Path("registry"))
+    spec = commands.add_parser("algorithm-spec", help="write the algorithm image's CreateAlgorithm"
+                                                      " request (hyperparameters, metrics, ...)")
+    spec.add_argument("--images", type=Path, default=Path("image-uris.json"),
+                      help="JSON map component -> image URI (make image-uris)")
+    spec.add_argument("--name", default="image-classifier", help="the algorithm's name")
+    spec.add_argument("--out", type=Path, default=Path("algorithm.json"))
     args = parser.parse_args(argv)
     try:
+        if args.command == "algorithm-spec":
+            from pipelines.algorithm_spec import algorithm_spec, image_uri_from  # loads torch
+
+            body = algorithm_spec(image_uri_from(args.images), args.name)
+            write_json_atomic(args.out, body)
+            print(f"wrote {args.out}: CreateAlgorithm for {body['TrainingSpecification']['TrainingImage']}")
+            return 0
         if args.command != "run":
             return registry_command(args)
         pipeline = load_pipeline(args.definition)

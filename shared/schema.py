@@ -56,6 +56,7 @@ class Rule:
     unique: bool = False  # items of a list
     parse: Callable[[str], Any] | None = None  # text to value, for a type `from_strings` can't parse
     metavar: str | None = None
+    tunable: bool = False  # a hyperparameter tuner may search it (within min..max or choices)
 
 
 def setting(default: Any = MISSING, *, help: str = "", default_factory: Any = MISSING,
@@ -87,7 +88,7 @@ def default_of(field: dataclasses.Field) -> Any:
 
 # ---- describing what is accepted -------------------------------------------------------------
 
-def _optional(tp: Any) -> tuple[Any, bool]:
+def optional_type(tp: Any) -> tuple[Any, bool]:
     """(the type without None, whether None is allowed)."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -102,7 +103,7 @@ _NAMES = {bool: ("true or false", "true/false values"), int: ("an integer", "int
 
 def type_name(tp: Any) -> str:
     """Short name for help texts: integer, number, string, ..."""
-    tp, _ = _optional(tp)
+    tp, _ = optional_type(tp)
     return {bool: "true/false", int: "integer", float: "number", str: "string", Path: "path"}.get(
         tp, getattr(tp, "__name__", "value"))
 
@@ -126,7 +127,7 @@ def _bounds(rule: Rule) -> str:
 
 def describe(tp: Any, rule: Rule) -> str:
     """What a field accepts, in words: 'a list of 3 finite numbers above 0'."""
-    tp, optional = _optional(tp)
+    tp, optional = optional_type(tp)
     if rule.choices is not None:
         text = "one of " + ", ".join(str(c) for c in rule.choices)
     elif typing.get_origin(tp) is list:
@@ -191,7 +192,7 @@ def _in_bounds(rule: Rule, number: float) -> bool:
 
 def check_value(name: str, tp: Any, rule: Rule, value: Any) -> Any:
     """`value` if it has the field's type and keeps its rule; else SchemaError naming the field."""
-    inner, optional = _optional(tp)
+    inner, optional = optional_type(tp)
     if value is None:
         if optional:
             return None
@@ -287,7 +288,7 @@ def _parse_text(tp: Any, text: str) -> Any:
 def parse_text(label: str, field: dataclasses.Field, tp: Any, raw: Any) -> Any:
     """One value from text, checked against the field's rule; errors name `label` and the value."""
     rule = rule_of(field)
-    inner, optional = _optional(tp)
+    inner, optional = optional_type(tp)
     text = unquote(raw)
     if optional and not rule.parse and text.strip().lower() in NONE_WORDS:
         return None
