@@ -1,4 +1,5 @@
-"""`python -m algorithm {train,serve}`: what SageMaker runs as `docker run <image> train|serve`.
+"""`python -m algorithm {train,serve,evaluate}`: what SageMaker runs as `docker run <image>
+train|serve`, and the evaluation Processing job (`evaluate`, flags as container arguments).
 
 Training jobs are configured by input/config/hyperparameters.json, the server by environment
 variables (and `--host` for tests), as SageMaker does.
@@ -6,9 +7,10 @@ variables (and `--host` for tests), as SageMaker does.
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from algorithm.hyperparameters import hyperparameters_help
-from shared.sagemaker.entrypoint import Mode, exit_process, main
+from shared.sagemaker.entrypoint import Mode, exit_process, input_flag, main, output_flag
 from shared.schema import setting
 
 
@@ -37,11 +39,29 @@ class ServeFlags:
         server.main(host=self.host)
 
 
+@dataclass(frozen=True)
+class EvaluateFlags:
+    model: Path | None = input_flag("model", "the candidate: model folder or model.tar.gz")
+    test: Path | None = input_flag("test", "processed test set (labelled)")
+    champion: Path | None = input_flag("champion", "the model in use, compared on the same"
+                                                   " images (optional)")
+    output: Path | None = output_flag("evaluation", "evaluation folder")
+    batch_size: int = setting(256, min=1, max=65_536, help="images per forward pass")
+    seed: int = setting(0, min=0, help="seed of the noise corruption")
+
+    def run(self) -> None:
+        from algorithm import evaluate
+
+        evaluate.evaluate(self)
+
+
 MODES = {
     "train": Mode(TrainFlags, "train a model (SageMaker training job)", job="training",
                   epilog=hyperparameters_help()),
     "serve": Mode(ServeFlags, "serve the model over HTTP (endpoint, Batch Transform)",
                   job="server"),
+    "evaluate": Mode(EvaluateFlags, "measure a model on a processed test set: accuracy,"
+                                    " robustness, calibration, champion (Processing job)"),
 }
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from explainability.inputs import Inputs
 from shared.attribution import (
     COMPLETENESS_TOLERANCE,
     Attributions,
@@ -24,6 +23,7 @@ from shared.attribution import (
     NpzWriter,
     attribution_key,
 )
+from shared.model_inputs import Inputs
 from shared.sagemaker import GracefulStop, JobInterrupted
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ import torch
 from explainability.config import AUTO, ExplainConfig
 from explainability.explain import explain_images
 from explainability.gallery import draw_overlays, pick_gallery, write_index
-from explainability.inputs import open_data, open_model
 from explainability.outputs import ATTRIBUTIONS, INDEX, SUMMARY, totals, write_class_means
 from explainability.sampling import sample_indices
 from shared.atomic import published_folder, write_json_atomic
@@ -25,6 +24,7 @@ from shared.attribution import (
     NpzWriter,
 )
 from shared.attribution.store import KEY_RULE, TRUE_CLASS_SUFFIX
+from shared.model_inputs import open_data, open_model
 from shared.sagemaker import GracefulStop, JobError, load_processing_context
 
 log = logging.getLogger(__name__)

@@ -123,8 +123,9 @@ def load_pipeline(path: Path) -> Pipeline:
             raise PipelineError(f"step {name}: component {component!r} is not one of"
                                 f" {', '.join(COMPONENTS)}")
         mode = entry.get("mode", "train" if job == "training" else None)
-        if job == "processing" and mode not in ("train", "serve"):
-            raise PipelineError(f"step {name}: mode must be train or serve")
+        modes = ("train", "serve", "evaluate") if component == "algorithm" else ("train", "serve")
+        if job == "processing" and mode not in modes:
+            raise PipelineError(f"step {name}: mode must be {' or '.join(modes)}")
         if job == "training" and mode != "train":
             raise PipelineError(f"step {name}: a training job runs mode train")
         depends = entry.get("depends_on") or []

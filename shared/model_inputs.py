@@ -1,4 +1,5 @@
-"""Opening the job's inputs and refusing the ones that cannot be explained, with a reason to act on."""
+"""Opening a processing job's model and data set (explanations, evaluation), and refusing the ones
+that do not fit together, with a reason to act on."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def open_data(path: Path, config: ModelConfig, *, exact_classes: bool) -> Inputs
                 " them" if splits else "")
         raise JobError(f"{exc}{hint}") from None
     if len(data) == 0:
-        raise JobError(f"the data set {path} holds no images: nothing to explain")
+        raise JobError(f"the data set {path} holds no images")
     size = config.input_size
     if data.image_shape != (size, size, 3):
         h, w = data.image_shape[:2]
@@ -66,7 +67,7 @@ def _model_labels(data: ProcessedDataset, config: ModelConfig, exact_classes: bo
         return np.full(len(data), -1, dtype=np.int64)
     if exact_classes and data.classes != config.class_names:
         raise JobError(f"the data's classes {data.classes} are not the model's"
-                       f" {config.class_names}: explain data processed for this model")
+                       f" {config.class_names}: give data processed for this model")
     unknown = [c for c in data.classes if c not in config.class_names]
     if unknown:
         raise JobError(f"the data has classes the model does not know: {unknown} (the model's"

@@ -1,0 +1,101 @@
+"""`algorithm evaluate`: a Processing job that measures a model on a processed test set.
+
+Inputs: `model` (a model folder or model.tar.gz), `test` (a processed data set with labels) and,
+optionally, `champion` (the model in use, measured on the same images). Output `evaluation`:
+`evaluation.json` in SageMaker's multiclass model-quality layout, with three more sections the
+training pipeline's gate reads:
+
+- `robustness`: accuracy under each fixed corruption of `algorithm.robustness`, its drop relative
+  to the clean accuracy, and the mean of those drops (`relative_drop`);
+- `calibration`: expected calibration error over 15 confidence bins;
+- `champion`: the champion's accuracy and whether the candidate is at least as accurate
+  (`passed`; true when there is no champion).
+
+plus `confusion_matrix.png`. Every figure is computed from this job's own predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from algorithm.evaluation import multiclass_report, plot_confusion_matrix
+from algorithm.robustness import CORRUPTIONS, expected_calibration_error
+from shared.atomic import published_folder, write_json_atomic
+from shared.evaluation import accuracy_of
+from shared.model_inputs import open_data, open_model
+from shared.models import ImageClassifier
+from shared.sagemaker import JobError, load_processing_context
+
+log = logging.getLogger(__name__)
+CALIBRATION_BINS = 15
+
+
+def _probabilities(classifier: ImageClassifier, images: np.ndarray, batch_size: int) -> np.ndarray:
+    return classifier.probabilities(images, batch_size)
+
+
+def evaluate(flags: Any) -> dict[str, Any]:
+    """Run the job with `flags` (algorithm.__main__.EvaluateFlags); returns evaluation.json's content."""
+    started = time.monotonic()
+    paths = load_processing_context().paths
+    model_path = flags.model or paths.processing_input("model")
+    test_path = flags.test or paths.processing_input("test")
+    champion_path = flags.champion or paths.processing_input("champion")
+    classifier = open_model(model_path)
+    inputs = open_data(test_path, classifier.config, exact_classes=False)
+    if not inputs.labelled:
+        raise JobError(f"the test set {test_path} has unlabelled images: evaluation needs a class"
+                       " for every image (process a labelled ImageFolder)")
+    images, labels = inputs.data.images(), inputs.labels
+    names = classifier.config.class_names
+    log.info("evaluating %s on %d images of %s", model_path, len(labels), test_path)
+
+    probabilities = _probabilities(classifier, images, flags.batch_size)
+    report = multiclass_report(labels, probabilities.argmax(1), names)
+    accuracy = accuracy_of(report)
+    ece = expected_calibration_error(probabilities, labels, CALIBRATION_BINS)
+    report["multiclass_classification_metrics"]["expected_calibration_error"] = {
+        "value": ece, "standard_deviation": "NaN"}
+    corruptions = {}
+    for name, (corrupt, severity) in CORRUPTIONS.items():
+        corrupted = _probabilities(classifier, corrupt(images, flags.seed), flags.batch_size)
+        score = float((corrupted.argmax(1) == labels).mean())
+        drop = (accuracy - score) / accuracy if accuracy > 0 else 0.0
+        corruptions[name] = {"severity": severity, "accuracy": score, "relative_drop": drop}
+        log.info("%s (%s): accuracy %.4f, relative drop %.4f", name, severity, score, drop)
+    report["robustness"] = {
+        "corruptions": corruptions,
+        "mean_accuracy": float(np.mean([c["accuracy"] for c in corruptions.values()])),
+        "relative_drop": float(np.mean([c["relative_drop"] for c in corruptions.values()])),
+        "worst_relative_drop": max(c["relative_drop"] for c in corruptions.values()),
+    }
+    report["calibration"] = {"expected_calibration_error": ece, "bins": CALIBRATION_BINS}
+    report["champion"] = compare_champion(champion_path, test_path, accuracy, flags.batch_size)
+    report.update({"evaluated_on": "test", "images": len(labels), "model": str(model_path),
+                   "seconds": time.monotonic() - started})
+    with published_folder(flags.output or paths.processing_output("evaluation")) as staged:
+        write_json_atomic(staged / "evaluation.json", report)
+        plot_confusion_matrix(report, staged / "confusion_matrix.png",
+                              f"test accuracy {accuracy:.3f}")
+    log.info("accuracy %.4f, robustness relative drop %.4f, ECE %.4f, champion: %s", accuracy,
+             report["robustness"]["relative_drop"], ece, report["champion"]["verdict"])
+    return report
+
+
+def compare_champion(path: Path, test_path: Path, accuracy: float,
+                     batch_size: int) -> dict[str, Any]:
+    """The champion's accuracy on the same test images, when one is given."""
+    if not Path(path).exists():
+        return {"present": False, "passed": True, "verdict": "no champion: nothing to beat"}
+    champion = open_model(Path(path))
+    data = open_data(test_path, champion.config, exact_classes=False)
+    score = float((_probabilities(champion, data.data.images(), batch_size).argmax(1)
+                   == data.labels).mean())
+    passed = accuracy >= score
+    return {"present": True, "model": str(path), "accuracy": score, "passed": passed,
+            "verdict": f"candidate {accuracy:.4f} {'>=' if passed else '<'} champion {score:.4f}"}
