@@ -68,20 +68,25 @@ def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]
     return {"version_dir": version.folder, **{name: version.folder / name for name in inputs}}
 
 
-def registered_model(step: Step, spec: dict[str, Any]) -> dict[str, Path]:
-    """The model (and its drift detector) a batch run uses: the `model` input when one is given,
-    else the latest approved version of `model_name` in `registry`."""
+def registered_model(step: Step, spec: dict[str, Any]) -> dict[str, Path | None]:
+    """The model (and its drift detector) a run uses: the `model` input when one is given, else the
+    latest approved version of `model_name` in `registry`; with `optional: true`, none (outputs
+    None, which leave the inputs they feed unset) when no version is approved."""
     inputs = spec.get("inputs") or {}
     if inputs.get("model") not in (None, ""):
         model = Path(inputs["model"])
         detector = Path(inputs["detector"]) if inputs.get("detector") not in (None, "") else (
             model / MODEL_DRIFT_FOLDER)
-        if not detector.exists():
+        if not detector.exists() and spec.get("optional"):
+            detector = None  # a champion is compared, not monitored
+        elif not detector.exists():
             raise PipelineError(f"step {step.name}: no drift detector for model {model}: give"
                                 f" the detector input (the training pipeline's drift reference)")
         return {"model": model, "detector": detector}
     registry = Registry(Path(spec.get("registry") or "registry"), _model_name(step, spec))
     version = registry.latest_approved()
+    if version is None and spec.get("optional"):  # e.g. no champion yet: nothing to compare with
+        return {"model": None, "detector": None, "version_dir": None}
     if version is None:
         raise PipelineError(
             f"step {step.name}: model {registry.name} in {registry.folder.parent} has no approved"
@@ -89,6 +94,12 @@ def registered_model(step: Step, spec: dict[str, Any]) -> dict[str, Path]:
             f" {registry.name} N --registry {registry.folder.parent}`, or give the model input")
     return {"model": version.folder / "model", "detector": version.folder / "detector",
             "version_dir": version.folder}
+
+
+def describe_choice(outputs: dict[str, Path | None]) -> str:
+    if outputs.get("version_dir"):
+        return f"approved {outputs['version_dir']}"
+    return f"given {outputs['model']}" if outputs.get("model") else "no approved version"
 
 
 def _model_name(step: Step, spec: dict[str, Any]) -> str:

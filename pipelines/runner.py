@@ -30,6 +30,8 @@ class StepResult:
     seconds: float = 0.0
     outputs: dict[str, Path] = field(default_factory=dict)
     detail: str = ""
+    started: float | None = None  # wall-clock times (time.time()) of a step that ran
+    finished: float | None = None
 
 
 @dataclass
@@ -159,6 +161,7 @@ class Runner:
         summary = RunResult(self.pipeline.name, self.run_dir, ordered)
         write_json_atomic(self.run_dir / "summary.json", {
             "ok": summary.ok, "steps": [{"name": s.name, "state": s.state, "seconds": s.seconds,
+                                         "started": s.started, "finished": s.finished,
                                          "detail": s.detail} for s in ordered]})
         return summary
 
@@ -176,7 +179,8 @@ class Runner:
             print_(f"{prefix}: unchanged since the last run, reused")
             state = "reused" if previous["state"] == "completed" else "condition-false"
             return StepResult(step.name, state, 0.0,
-                              {k: Path(v) for k, v in previous.get("outputs", {}).items()},
+                              {k: None if v is None else Path(v)
+                               for k, v in previous.get("outputs", {}).items()},
                               previous.get("detail", ""))
         if previous.get("fingerprint") != mark:
             remove_inside(self.run_dir, step_dir)  # inputs changed: start the job afresh
@@ -190,13 +194,14 @@ class Runner:
             step_outputs, state, detail = self.execute(step, spec, step_dir, engine)
         except (jobs.StepFailed, UserError, OSError, RuntimeError) as exc:
             state, detail = "failed", str(exc)
-        seconds = time.monotonic() - started
+        seconds, finished_at = time.monotonic() - started, time.time()
         write_json_atomic(status_file, {"state": state, "fingerprint": mark, "seconds": seconds,
-                                        "started": started_at, "finished": time.time(),
+                                        "started": started_at, "finished": finished_at,
                                         "cpus": sorted(cpus), "detail": detail,
-                                        "outputs": {k: str(v) for k, v in step_outputs.items()}})
+                                        "outputs": {k: None if v is None else str(v)
+                                                    for k, v in step_outputs.items()}})
         print_(f"{prefix}: {state} in {seconds:.1f} s" + (f": {detail}" if detail else ""))
-        return StepResult(step.name, state, seconds, step_outputs, detail)
+        return StepResult(step.name, state, seconds, step_outputs, detail, started_at, finished_at)
 
     def execute(self, step: Step, spec: dict[str, Any], step_dir: Path, engine: jobs.Engine):
         log_file = step_dir / "log.txt"
@@ -215,8 +220,7 @@ class Runner:
             return outputs, "completed", f"registered {outputs['version_dir']}"
         if step.job == "registered_model":
             outputs = local_steps.registered_model(step, spec)
-            chosen = outputs.get("version_dir")
-            return outputs, "completed", f"approved {chosen}" if chosen else f"given {outputs['model']}"
+            return outputs, "completed", local_steps.describe_choice(outputs)
         if step.job == "report":
             return local_steps.batch_report(step, spec, step_dir / "output"), "completed", ""
         raise PipelineError(f"step {step.name}: unknown job {step.job}")

@@ -115,6 +115,8 @@ def test_the_run_summary_records_each_steps_state_and_wall_time(tmp_path):
                                                        ("middle", "completed"), ("last", "completed")]
     assert [s["seconds"] for s in steps] == [s.seconds for s in result.steps]
     assert steps[0]["seconds"] > 0 and steps[1]["seconds"] > 0  # each a processing job
+    assert all(s["started"] < s["finished"] for s in steps)
+    assert steps[0]["finished"] <= steps[1]["started"]  # middle needs first's output
     assert sum(s["seconds"] for s in steps) <= wall
 
 
@@ -319,3 +321,61 @@ def test_a_failure_beside_a_running_step_lets_it_finish_and_starts_nothing_more(
     assert "no images in" in next(s.detail for s in result.steps if s.name == "right")
     states = {s.name: s.state for s in result.steps}
     assert states == {"first": "completed", "left": "completed", "right": "failed"}
+
+
+GATE = """
+name: gate
+parameters:
+  model: {}
+  test: {}
+  registry: {}
+steps:
+  - name: champion
+    job: registered_model
+    optional: true
+    registry: "${params.registry}"
+    model_name: digits
+    inputs: {model: null}
+  - name: evaluate
+    job: processing
+    component: algorithm
+    mode: evaluate
+    inputs: {model: "${params.model}", test: "${params.test}",
+             champion: "${steps.champion.outputs.model}"}
+    outputs: [evaluation]
+  - name: check
+    job: condition
+    file: "${steps.evaluate.outputs.evaluation}/evaluation.json"
+    all: [{path: champion.passed, op: "==", value: true}]
+"""
+
+
+def test_the_gate_holds_a_candidate_less_accurate_than_the_approved_champion(
+        tmp_path, trained_job, processed_small):
+    """The training pipeline's champion/challenger check, with its real steps: a candidate whose
+    classifier was wiped must not pass the approved model; with no approved model it is alone."""
+    import torch
+
+    from pipelines.registry import APPROVED, Registry
+    from shared.models import load_artifact, save_artifact
+
+    base, _ = trained_job
+    broken = load_artifact(base / "model")
+    with torch.no_grad():
+        for p in broken.network.get_classifier().parameters():
+            p.zero_()  # every image gets the same scores: one class for all
+    save_artifact(broken, tmp_path / "broken")
+    pipeline = load_pipeline(write_yaml(tmp_path, GATE))
+    params = {"model": str(tmp_path / "broken"), "test": str(processed_small / "test"),
+              "registry": str(tmp_path / "registry")}
+
+    alone = Runner(pipeline, params, tmp_path / "alone", echo=False).run()
+    assert alone.ok and alone.state("check") == "completed"
+    assert alone.steps[0].detail == "no approved version"
+
+    registry = Registry(tmp_path / "registry", "digits")
+    registry.register({"model": base / "model"}, tmp_path)
+    registry.set_status(1, APPROVED)
+    held = Runner(pipeline, params, tmp_path / "held", echo=False).run()
+    assert held.state("check") == "condition-false"
+    assert "champion.passed = False == True: no" in held.steps[2].detail
