@@ -29,10 +29,12 @@ def measure(quick: bool) -> dict:
         returncode = subprocess.run(command, cwd=ROOT).returncode
         total = time.monotonic() - started
         runs = []
-        for folder in sorted((out / "runs").glob("*")):
-            summary = json.loads((folder / "summary.json").read_text())
+        # a retraining started by a batch run is a run of its own, inside that run's retrain step
+        for summary_file in sorted((out / "runs").rglob("summary.json")):
+            folder = summary_file.parent
+            summary = json.loads(summary_file.read_text())
             pipeline = json.loads((folder / "run.json").read_text())["pipeline"]
-            runs.append({"run": folder.name, "pipeline": pipeline,
+            runs.append({"run": str(folder.relative_to(out / "runs")), "pipeline": pipeline,
                          "steps": [{k: s.get(k) for k in ("name", "state", "seconds", "started",
                                                           "finished")}
                                    for s in summary["steps"]]})

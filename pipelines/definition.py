@@ -3,6 +3,7 @@
 A value may refer to a parameter, `${params.NAME}`, or to an earlier step's output,
 `${steps.STEP.outputs.NAME}`. Steps run in an order that respects those references and any
 `depends_on`; cycles, unknown references and unknown parameters are refused before anything runs.
+A parameter's default may be another parameter (`default: "${params.input_data}"`): its value then.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from shared.names import check_name
 
 REFERENCE = re.compile(r"\$\{(params\.[A-Za-z0-9_]+|steps\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_]+)\}")
 JOB_TYPES = ("processing", "training", "transform", "condition", "register", "registered_model",
-             "report")
+             "report", "retrain")
 COMPONENTS = ("processing", "algorithm", "monitoring", "explainability")
 OPERATORS = (">=", ">", "<=", "<", "==", "!=")
 
@@ -71,6 +72,9 @@ class Pipeline:
                 values[name] = spec["default"]
             else:
                 raise PipelineError(f"parameter {name} is required (--param {name}=...)")
+        for name, value in values.items():  # a default may be another parameter's value
+            if name not in given and isinstance(value, str) and REFERENCE.fullmatch(value):
+                values[name] = values[REFERENCE.fullmatch(value).group(1).split(".")[1]]
         return values
 
 
@@ -107,6 +111,15 @@ def load_pipeline(path: Path) -> Pipeline:
     if not isinstance(parameters, dict):
         raise PipelineError(f"{path}: parameters must be a mapping")
     parameters = {k: (v if isinstance(v, dict) else {"default": v}) for k, v in parameters.items()}
+    for name, spec in parameters.items():
+        default = spec.get("default")
+        match = REFERENCE.fullmatch(default) if isinstance(default, str) else None
+        target = match.group(1).split(".") if match else None
+        if match and (target[0] != "params" or target[1] not in parameters
+                      or isinstance(parameters[target[1]].get("default"), str)
+                      and REFERENCE.fullmatch(parameters[target[1]]["default"])):
+            raise PipelineError(f"{path}: parameter {name}'s default {default} must name another"
+                                " parameter, one whose own default is a value")
     pipeline_name = check_name(str(raw.get("name", path.stem)), f"{path}: pipeline name")
     steps: dict[str, Step] = {}
     for entry in raw["steps"]:

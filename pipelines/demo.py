@@ -2,11 +2,14 @@
 
 1. training pipeline on the original images -> model v1 (and its drift reference);
 2. batch inference on clean held-out images: no drift expected, accuracy measured;
-3. batch inference on the same images visibly corrupted (rotated, noisy): drift, accuracy drop;
-4. drift triggers the training pipeline again with labelled corrupted images added as a second
-   labelled input (the processing job merges them and records each image's channel),
-   warm-starting from the registered v1 -> model v2;
-5. batch inference on the corrupted images with v2: accuracy recovers.
+3. batch inference on the same images visibly corrupted (rotated, noisy): drift, accuracy drop; the
+   batch pipeline's retrain step then runs the training pipeline with labelled corrupted images
+   added as a second labelled input (the processing job merges them and records each image's
+   channel), warm-starting from v1, with those images as the new drift reference;
+4. -> model v2, pending approval;
+5. the same corrupted images again while v2 waits: drift, but no second retraining (the guard);
+6. v2 approved; batch inference on the corrupted images with v2: accuracy recovers, and no drift
+   against v2's reference: the loop has converged.
 Each registered version waits in PendingManualApproval; the demo approves v1 and v2 explicitly (as
 a reviewer would with `python -m pipelines approve`), and the batch runs, given no model, use the
 latest approved version.
@@ -136,35 +139,45 @@ def main(argv: list[str] | None = None) -> dict:
     stages.append({"stage": "1. train v1 (original images)", "model": v1_dir.name,
                    "accuracy": evaluation_accuracy(v1), "drift": None, "p_value": None})
 
-    def batch(label: str, images: Path, version: Path, folder: str) -> dict:
+    # drift starts the training pipeline from inside the batch pipeline (its retrain step)
+    retraining = {"retrain_input_data": data["original"],
+                  "retrain_extra_data": data["labelled_shifted"], "retrain_epochs": args.epochs}
+
+    def batch(label: str, images: Path, version: Path, folder: str) -> RunResult:
         """The batch pipeline is given no model: it takes the latest approved version."""
         result = timed(label, "batch_inference.yaml",
                        {"input_data": images, "registry": registry, "model_package_name": "digits",
-                        "explain_images": args.explain_images}, folder)
+                        "explain_images": args.explain_images, **retraining}, folder)
         if result.outputs("model")["version_dir"] != version:
             sys.exit(f"the batch pipeline used {result.outputs('model')['version_dir']},"
                      f" not the approved {version}")
         summary = batch_summary(result)
+        retrain = next(s for s in result.steps if s.name == "retrain")
         stages.append({"stage": label, "model": version.name, "accuracy": summary["accuracy"],
                        "drift": summary["drift"]["drift"], "p_value": summary["drift"]["p_value"],
-                       "report": summary})
-        return summary
+                       "report": summary, "retraining": f"{retrain.state}: {retrain.detail}"})
+        return result
 
     batch("2. batch inference, clean held-out images", data["clean"], v1_dir, "2-clean")
     drifted = batch("3. batch inference, corrupted images", data["drifted"], v1_dir, "3-drifted")
-    if drifted["drift"]["drift"]:
-        v2 = timed("4. drift detected: retrain with labelled corrupted images added",
-                   "training.yaml", {**common, "input_data": data["original"],
-                                     "extra_data": data["labelled_shifted"],
-                                     "warm_start_model": v1_dir / "model"}, "4-retraining")
-        v2_dir = approve(registered_version(v2), registry)
-        stages.append({"stage": "4. retrain v2 (original + corrupted, warm start from v1)",
-                       "model": v2_dir.name, "accuracy": evaluation_accuracy(v2),
+    versions = [v1_dir]
+    if "version_dir" in drifted.outputs("retrain"):
+        v2_dir = drifted.outputs("retrain")["version_dir"]
+        versions.append(v2_dir)
+        stages.append({"stage": "4. retrained on drift: v2 (+ corrupted, from v1)",
+                       "model": v2_dir.name,
+                       "accuracy": read_accuracy(v2_dir / "model" / "evaluation.json"),
                        "drift": None, "p_value": None})
-        batch("5. batch inference, corrupted images, v2", data["drifted"], v2_dir, "5-recovered")
+        again = batch("5. corrupted images again, v2 pending approval",
+                      data["drifted"], v1_dir, "5-drifted-again")
+        if "version_dir" in again.outputs("retrain"):
+            sys.exit("the same drift episode started a second retraining: the guard failed")
+        approve(v2_dir, registry)
+        batch("6. v2 approved: batch inference, corrupted images", data["drifted"], v2_dir,
+              "6-recovered")
     else:
-        print("no drift on the corrupted images: the retraining loop was not triggered")
-    report = write_report(out, stages, timings, time.monotonic() - started)
+        print(f"no retraining: {stages[-1]['retraining']}")
+    report = write_report(out, stages, timings, versions, time.monotonic() - started)
     print(f"\n{'stage':<58}{'model':<7}{'accuracy':>9}{'drift':>7}{'p-value':>9}")
     for s in stages:
         print(f"{s['stage']:<58}{s['model']:<7}{_fmt(s['accuracy']):>9}{_fmt(s['drift']):>7}"
@@ -181,7 +194,8 @@ def _fmt(value, digits=4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def write_report(out: Path, stages: list[dict], timings: list, total: float) -> Path:
+def write_report(out: Path, stages: list[dict], timings: list, versions: list[Path],
+                 total: float) -> Path:
     lines = ["# Demo report: the drift-retraining loop on the digits", "",
              "| stage | model | accuracy | drift | p-value |", "|---|---|---|---|---|"]
     for s in stages:
@@ -192,12 +206,15 @@ def write_report(out: Path, stages: list[dict], timings: list, total: float) -> 
     for label, _, result in timings:
         for step in result.steps:
             lines.append(f"| {label} | {step.name} | {step.state} | {step.seconds:.1f} |")
+    lines += ["", "## Retraining", ""]
+    lines += [f"- {s['stage']}: {s['retraining']}" for s in stages if s.get("retraining")]
     lines += ["", "## Plots", ""]
+    for version in versions:
+        png = version / "evaluation" / "confusion_matrix.png"
+        lines += [f"### {version.name}: confusion matrix (evaluation job, test split)", "",
+                  f"![confusion matrix]({png})", ""]
     for label, _, result in timings:
         names = [s.name for s in result.steps]
-        if "train" in names:
-            png = result.outputs("train")["output_data"] / "confusion_matrix.png"
-            lines += [f"### {label}: confusion matrix", "", f"![confusion matrix]({png})", ""]
         if "report" in names:
             summary = json.loads((result.outputs("report")["report"] / "report.json").read_text())
             drift = summary.get("drift") or {}

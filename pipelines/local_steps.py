@@ -64,7 +64,8 @@ def register(step: Step, spec: dict[str, Any], run_dir: Path) -> dict[str, Path]
         if not Path(source).exists():
             raise PipelineError(f"step {step.name}: input {name} does not exist: {source}")
         inputs[name] = Path(source)
-    version = registry.register(inputs, run_dir, spec.get("approval_status") or PENDING)
+    version = registry.register(inputs, run_dir, spec.get("approval_status") or PENDING,
+                                warm_start=spec.get("warm_start") or None)
     return {"version_dir": version.folder, **{name: version.folder / name for name in inputs}}
 
 
@@ -75,6 +76,8 @@ def registered_model(step: Step, spec: dict[str, Any]) -> dict[str, Path | None]
     inputs = spec.get("inputs") or {}
     if inputs.get("model") not in (None, ""):
         model = Path(inputs["model"])
+        if not model.exists():
+            raise PipelineError(f"step {step.name}: the model {model} does not exist")
         detector = Path(inputs["detector"]) if inputs.get("detector") not in (None, "") else (
             model / MODEL_DRIFT_FOLDER)
         if not detector.exists() and spec.get("optional"):

@@ -78,6 +78,11 @@ class Registry:
         approved = [v for v in self.versions() if v.status == APPROVED]
         return approved[-1] if approved else None
 
+    def retrained_from(self, model: Path) -> list[Version]:
+        """The versions whose training started from `model` (their warm start)."""
+        wanted = str(Path(model).resolve())
+        return [v for v in self.versions() if v.metadata.get("warm_start") == wanted]
+
     def describe(self) -> str:
         return ", ".join(f"v{v.number} {v.status}" for v in self.versions()) or "no versions"
 
@@ -107,8 +112,8 @@ class Registry:
             write_json_atomic(version.folder / "metadata.json", metadata)
         return Version(number, version.folder, metadata)
 
-    def register(self, inputs: dict[str, Path], run_dir: Path,
-                 status: str = PENDING) -> Version:
+    def register(self, inputs: dict[str, Path], run_dir: Path, status: str = PENDING,
+                 warm_start: Path | None = None) -> Version:
         """Copy `inputs` into a new `v<N>`: staged beside it, then renamed into place whole. A
         `detector` input is also packaged inside the `model` as its `drift/` folder (the server
         then tests traffic online)."""
@@ -128,13 +133,13 @@ class Registry:
             evaluation = staged / "model" / "evaluation.json"
             accuracy = read_accuracy(evaluation) if evaluation.exists() else None
             with self._locked():
-                numbers = [v.number for v in self.versions()] + [
-                    int(p.name[1:]) for p in self.folder.glob("v*") if p.name[1:].isdigit()]
+                numbers = [int(p.name[1:]) for p in self.folder.glob("v*") if p.name[1:].isdigit()]
                 number = max(numbers, default=0) + 1
                 metadata = {"model_name": self.name, "version": number, "registered": _now(),
                             "run_dir": str(run_dir),
                             "sources": {k: str(v.resolve()) for k, v in inputs.items()},
                             "accuracy": accuracy, "approval_status": status,
+                            "warm_start": str(Path(warm_start).resolve()) if warm_start else None,
                             "approval_history": [{"status": status, "time": _now(),
                                                   "note": "registered"}]}
                 write_json_atomic(staged / "metadata.json", metadata)

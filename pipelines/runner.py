@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipelines import jobs, local_steps
-from pipelines.definition import Pipeline, PipelineError, Step, substitute
+from pipelines import jobs, local_steps, retrain
+from pipelines.definition import Pipeline, PipelineError, Step, load_pipeline, substitute
 from shared.atomic import write_json_atomic
 from shared.errors import UserError
 from shared.evaluation import read_accuracy
@@ -203,6 +203,11 @@ class Runner:
         print_(f"{prefix}: {state} in {seconds:.1f} s" + (f": {detail}" if detail else ""))
         return StepResult(step.name, state, seconds, step_outputs, detail, started_at, finished_at)
 
+    def run_nested(self, definition: Path, params: dict[str, str], run_dir: Path) -> RunResult:
+        """Another pipeline run as a step (retraining), on this run's engine and CPUs."""
+        return Runner(load_pipeline(definition), params, run_dir, self.engine, echo=self.echo,
+                      max_parallel=self.max_parallel).run()
+
     def execute(self, step: Step, spec: dict[str, Any], step_dir: Path, engine: jobs.Engine):
         log_file = step_dir / "log.txt"
         if step.job == "processing":
@@ -221,6 +226,8 @@ class Runner:
         if step.job == "registered_model":
             outputs = local_steps.registered_model(step, spec)
             return outputs, "completed", local_steps.describe_choice(outputs)
+        if step.job == "retrain":
+            return retrain.retrain(step, spec, self.pipeline.source, step_dir, self.run_nested)
         if step.job == "report":
             return local_steps.batch_report(step, spec, step_dir / "output"), "completed", ""
         raise PipelineError(f"step {step.name}: unknown job {step.job}")

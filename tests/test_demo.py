@@ -31,17 +31,32 @@ def test_corrupted_images_show_drift_and_an_accuracy_drop(demo_run):
 def test_retraining_with_labelled_drifted_data_recovers_accuracy(demo_run):
     out, stages, _ = demo_run
     assert stages["4."]["model"] == "v2" and stages["1."]["model"] == "v1"
-    assert stages["5."]["accuracy"] >= stages["3."]["accuracy"] + 0.2
-    assert stages["5."]["accuracy"] >= 0.8
+    assert stages["6."]["accuracy"] >= stages["3."]["accuracy"] + 0.2
+    assert stages["6."]["accuracy"] >= 0.8
     registry = out / "registry" / "digits"
     assert sorted(p.name for p in registry.glob("v*")) == ["v1", "v2"]
     meta = json.loads((registry / "v2" / "metadata.json").read_text())
     assert meta["version"] == 2 and (registry / "v2" / "detector" / "detector.json").exists()
     assert (registry / "v2" / "model" / "drift" / "detector.json").exists()  # served online
-    assert meta["approval_status"] == "Approved"  # approved by the demo, then used by stage 5
+    assert meta["approval_status"] == "Approved"  # approved by the demo, then used by stage 6
     assert [h["status"] for h in meta["approval_history"]] == ["PendingManualApproval", "Approved"]
-    used = json.loads((out / "runs" / "5-recovered" / "model" / "status.json").read_text())
+    assert meta["warm_start"] == str((registry / "v1" / "model").resolve())
+    used = json.loads((out / "runs" / "6-recovered" / "model" / "status.json").read_text())
     assert used["outputs"]["version_dir"] == str(registry.resolve() / "v2")
+
+
+def test_drift_starts_one_retraining_and_the_loop_converges(demo_run):
+    """The batch pipeline's own retrain step: drift on the corrupted batch retrains once; the same
+    batch again while v2 waits starts nothing; against v2's reference the batch is not drift."""
+    out, stages, _ = demo_run
+    assert stages["2."]["retraining"].startswith("skipped")  # no drift, no retraining
+    assert stages["3."]["drift"] and "retrained: registered" in stages["3."]["retraining"]
+    assert (out / "runs" / "3-drifted" / "retrain" / "run" / "summary.json").exists()
+    assert stages["5."]["drift"] is True
+    assert stages["5."]["retraining"].startswith("condition-false: v2, retrained from the model")
+    assert "PendingManualApproval" in stages["5."]["retraining"]
+    assert stages["6."]["drift"] is False and stages["6."]["p_value"] > 0.05
+    assert stages["6."]["retraining"].startswith("skipped")
 
 
 def test_report_has_the_stage_table_and_plots(demo_run):

@@ -379,3 +379,14 @@ def test_the_gate_holds_a_candidate_less_accurate_than_the_approved_champion(
     held = Runner(pipeline, params, tmp_path / "held", echo=False).run()
     assert held.state("check") == "condition-false"
     assert "champion.passed = False == True: no" in held.steps[2].detail
+
+
+def test_a_parameter_may_default_to_another(tmp_path):
+    text = ORDERED.replace("  size: {default: 16}",
+                           "  size: {default: 16}\n  other: {default: \"${params.data}\"}")
+    pipeline = load_pipeline(write_yaml(tmp_path, text))
+    assert pipeline.resolve_parameters({"data": "/x"})["other"] == "/x"
+    assert pipeline.resolve_parameters({"data": "/x", "other": "/y"})["other"] == "/y"
+    with pytest.raises(PipelineError, match="must name another parameter"):
+        load_pipeline(write_yaml(tmp_path, ORDERED.replace(
+            "  size: {default: 16}", "  size: {default: \"${params.nope}\"}"), "bad.yaml"))

@@ -126,3 +126,51 @@ def test_a_given_model_wins_and_brings_its_packaged_detector(tmp_path):
     refused = choose(tmp_path, model=str(bare))
     assert refused.state("model") == "failed" and "give the detector input" in \
         refused.steps[0].detail
+
+
+def test_the_retrain_guard_holds_while_a_retrained_version_is_pending_or_rejected(tmp_path):
+    """pipelines/retrain.py's decisions, with a recording stand-in for the nested run (the real
+    run is in tests/test_demo.py)."""
+    from pipelines.definition import Step
+    from pipelines.retrain import retrain
+
+    registry = Registry(tmp_path / "registry", "digits")
+    v1 = registry.register(fake_version(tmp_path, "a"), tmp_path)
+    registry.set_status(1, APPROVED)
+    in_use = v1.folder / "model"
+    calls = []
+
+    class Ran:
+        ok = True
+        steps = []
+
+        def state(self, name):
+            return "completed"
+
+        def outputs(self, name):
+            tag = f"retrained-{len(calls)}"
+            return {"version_dir": registry.register(fake_version(tmp_path, tag), tmp_path,
+                                                     warm_start=in_use).folder}
+
+    def run_pipeline(definition, params, run_dir):
+        calls.append((definition, params, run_dir))
+        return Ran()
+
+    step = Step("retrain", "retrain", {})
+    spec = {"model": in_use, "registry": tmp_path / "registry", "model_name": "digits",
+            "definition": "training.yaml", "params": {"input_data": "/data", "epochs": None}}
+    source = tmp_path / "pipelines" / "batch.yaml"
+    assert retrain(step, {**spec, "params": {"input_data": None}}, source, tmp_path, run_pipeline)[
+        1] == "condition-false" and not calls  # nothing configured to retrain on
+
+    outputs, state, detail = retrain(step, spec, source, tmp_path / "s1", run_pipeline)
+    assert state == "completed" and outputs["version_dir"].name == "v2"
+    assert calls == [((tmp_path / "pipelines" / "training.yaml").resolve(),
+                      {"input_data": "/data"}, tmp_path / "s1" / "run")]
+    for status in (PENDING, REJECTED):
+        registry.set_status(2, status)
+        _, state, detail = retrain(step, spec, source, tmp_path / "s2", run_pipeline)
+        assert state == "condition-false" and "v2, retrained from the model in use" in detail
+        assert status in detail and len(calls) == 1
+    registry.set_status(2, APPROVED)  # v2 is now the model in use; v1 retrains no more by itself
+    assert retrain(step, spec, source, tmp_path / "s3", run_pipeline)[1] == "completed"
