@@ -3,9 +3,9 @@
 bench/scaling.yaml (processing train and serve, monitoring train and serve, Batch Transform, and
 explanations of a fixed number of images) runs through the local pipeline runner on generated
 40x40 PNGs in four classes, the larger sets holding the smaller. Each step's time comes from the
-runner; its peak memory is sampled from /proc every 0.2 s over the runner's whole process tree as
-proportional set size (PSS: shared pages split between the processes sharing them), total and
-anonymous (heap and the like, not file pages such as the memory-mapped datasets).
+runner, which runs them one at a time here; its peak memory is sampled from /proc every 0.2 s over
+the runner's whole process tree as proportional set size (PSS: shared pages split between the
+processes sharing them), total and anonymous (heap and the like, not file pages such as the memory-mapped datasets).
 
 Targets (issue 22): time grows by at most 1.2x the data factor (10x the images <= 12x the time;
 30x <= 36x, and 30x <= 3.6x the 10x time), explanations of a fixed count stay flat (<= 2x);
@@ -87,7 +87,7 @@ def run_pipeline(data: Path, model: Path, run_dir: Path) -> dict[str, dict[str, 
     """{step: {seconds, pss_mb, anon_mb}} of one run of bench/scaling.yaml."""
     command = [sys.executable, "-m", "pipelines", "run", str(ROOT / "bench/scaling.yaml"),
                "--param", f"input_data={data}", "--param", f"model={model}", "--run-dir",
-               str(run_dir)]
+               str(run_dir), "--max-parallel", "1"]  # one step at a time: memory is per step
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     peaks: dict[str, list[float]] = {}
