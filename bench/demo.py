@@ -28,18 +28,26 @@ def measure(quick: bool) -> dict:
         started = time.monotonic()
         returncode = subprocess.run(command, cwd=ROOT).returncode
         total = time.monotonic() - started
-        runs = []
-        # a retraining started by a batch run is a run of its own, inside that run's retrain step
-        for summary_file in sorted((out / "runs").rglob("summary.json")):
-            folder = summary_file.parent
-            summary = json.loads(summary_file.read_text())
-            pipeline = json.loads((folder / "run.json").read_text())["pipeline"]
-            runs.append({"run": str(folder.relative_to(out / "runs")), "pipeline": pipeline,
-                         "steps": [{k: s.get(k) for k in ("name", "state", "seconds", "started",
-                                                          "finished")}
-                                   for s in summary["steps"]]})
+        runs = read_runs(out / "runs")
     shown = ["python", "-m", "pipelines.demo", *command[5:]]  # without the temporary --out
     return {"command": " ".join(shown), "ok": returncode == 0, "total_seconds": total, "runs": runs}
+
+
+def read_runs(runs_dir: Path) -> list[dict]:
+    """Each pipeline run's steps (state, seconds, start and end) from the runner's summary.json;
+    a retraining started by a batch run is a run of its own, inside that run's retrain step."""
+    runs = []
+    for run_file in sorted(runs_dir.rglob("run.json")):
+        folder = run_file.parent
+        if not (folder / "summary.json").is_file():
+            continue  # some job's own run.json, not a pipeline run's
+        summary = json.loads((folder / "summary.json").read_text())
+        runs.append({"run": str(folder.relative_to(runs_dir)),
+                     "pipeline": json.loads(run_file.read_text()).get("pipeline"),
+                     "steps": [{k: s.get(k) for k in ("name", "state", "seconds", "started",
+                                                      "finished")}
+                               for s in summary["steps"]]})
+    return sorted(runs, key=lambda r: r["run"])  # a nested run after the run that started it
 
 
 def print_demo(demo: dict) -> None:
@@ -47,7 +55,7 @@ def print_demo(demo: dict) -> None:
     for run in demo["runs"]:
         for step in run["steps"]:
             print(f"{run['run']:<16}{step['name']:<20}{step['state']:<17}{step['seconds']:>8.1f} s")
-    runs = sum(run_wall_time(run) for run in demo["runs"])
+    runs = sum(run_wall_time(run) for run in demo["runs"] if "/" not in run["run"])
     print(f"pipeline runs {runs:.1f} s, total wall time {demo['total_seconds']:.1f} s")
 
 

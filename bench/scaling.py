@@ -5,7 +5,8 @@ explanations of a fixed number of images) runs through the local pipeline runner
 40x40 PNGs in four classes, the larger sets holding the smaller. Each step's time comes from the
 runner, which runs them one at a time here; its peak memory is sampled from /proc every 0.2 s over
 the runner's whole process tree as proportional set size (PSS: shared pages split between the
-processes sharing them), total and anonymous (heap and the like, not file pages such as the memory-mapped datasets).
+processes sharing them), total and anonymous (heap and the like, not file pages such as the
+memory-mapped datasets).
 
 Targets (issue 22): time grows by at most 1.2x the data factor (10x the images <= 12x the time;
 30x <= 36x, and 30x <= 3.6x the 10x time), explanations of a fixed count stay flat (<= 2x);
