@@ -23,20 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from algorithm.evaluation import multiclass_report, plot_confusion_matrix
+from algorithm.evaluation import multiclass_report, plot_confusion_matrix, predict
 from algorithm.robustness import CORRUPTIONS, expected_calibration_error
 from shared.atomic import published_folder, write_json_atomic
 from shared.evaluation import accuracy_of
 from shared.model_inputs import open_data, open_model
-from shared.models import ImageClassifier
 from shared.sagemaker import JobError, load_processing_context
 
 log = logging.getLogger(__name__)
 CALIBRATION_BINS = 15
-
-
-def _probabilities(classifier: ImageClassifier, images: np.ndarray, batch_size: int) -> np.ndarray:
-    return classifier.probabilities(images, batch_size)
 
 
 def evaluate(flags: Any) -> dict[str, Any]:
@@ -51,11 +46,12 @@ def evaluate(flags: Any) -> dict[str, Any]:
     if not inputs.labelled:
         raise JobError(f"the test set {test_path} has unlabelled images: evaluation needs a class"
                        " for every image (process a labelled ImageFolder)")
-    images, labels = inputs.data.images(), inputs.labels
+    data, labels = inputs.data, inputs.labels
     names = classifier.config.class_names
     log.info("evaluating %s on %d images of %s", model_path, len(labels), test_path)
 
-    probabilities = _probabilities(classifier, images, flags.batch_size)
+    # the test set is read a batch at a time, once per pass: memory does not grow with it
+    probabilities = predict(classifier, data, flags.batch_size)
     report = multiclass_report(labels, probabilities.argmax(1), names)
     accuracy = accuracy_of(report)
     ece = expected_calibration_error(probabilities, labels, CALIBRATION_BINS)
@@ -63,7 +59,9 @@ def evaluate(flags: Any) -> dict[str, Any]:
         "value": ece, "standard_deviation": "NaN"}
     corruptions = {}
     for name, (corrupt, severity) in CORRUPTIONS.items():
-        corrupted = _probabilities(classifier, corrupt(images, flags.seed), flags.batch_size)
+        # noise seeded by the batch's first row: batches differ, a rerun repeats the figures
+        corrupted = predict(classifier, data, flags.batch_size,
+                            lambda images, start, c=corrupt: c(images, flags.seed + start))
         score = float((corrupted.argmax(1) == labels).mean())
         drop = (accuracy - score) / accuracy if accuracy > 0 else 0.0
         corruptions[name] = {"severity": severity, "accuracy": score, "relative_drop": drop}
@@ -93,9 +91,8 @@ def compare_champion(path: Path, test_path: Path, accuracy: float,
     if not Path(path).exists():
         return {"present": False, "passed": True, "verdict": "no champion: nothing to beat"}
     champion = open_model(Path(path))
-    data = open_data(test_path, champion.config, exact_classes=False)
-    score = float((_probabilities(champion, data.data.images(), batch_size).argmax(1)
-                   == data.labels).mean())
+    data = open_data(test_path, champion.config, exact_classes=False)  # its own class order
+    score = float((predict(champion, data.data, batch_size).argmax(1) == data.labels).mean())
     passed = accuracy >= score
     return {"present": True, "model": str(path), "accuracy": score, "passed": passed,
             "verdict": f"candidate {accuracy:.4f} {'>=' if passed else '<'} champion {score:.4f}"}

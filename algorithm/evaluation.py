@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,15 @@ from shared.models import ImageClassifier
 from shared.plotting import pyplot, save_figure
 
 
-def predict(classifier: ImageClassifier, data: ProcessedDataset, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities for every image of a processed data set, read a batch at a time."""
-    parts = [classifier.probabilities(data.images(range(start, min(start + batch_size, len(data)))),
-                                      batch_size)
-             for start in range(0, len(data), batch_size)]
+def predict(classifier: ImageClassifier, data: ProcessedDataset, batch_size: int = 256,
+            change: Callable[[np.ndarray, int], np.ndarray] | None = None) -> np.ndarray:
+    """Class probabilities for every image of a processed data set, read a batch at a time;
+    `change(images, first row)` alters each batch first (the evaluation's corruptions)."""
+    def batch(start: int) -> np.ndarray:
+        images = data.images(range(start, min(start + batch_size, len(data))))
+        return classifier.probabilities(change(images, start) if change else images, batch_size)
+
+    parts = [batch(start) for start in range(0, len(data), batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, classifier.config.num_classes),
                                                         np.float32)
 
