@@ -38,8 +38,7 @@ class _HeatmapFigure:
         self.signed = axes[1].imshow(blank, cmap="RdBu_r", interpolation="nearest")
         axes[1].set_title("attribution (red: for, blue: against)")
         self.fig.colorbar(self.signed, ax=axes[1], fraction=0.046, pad=0.04)
-        axes[2].imshow(blank, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        self.grey = axes[2].images[0]
+        self.grey = axes[2].imshow(blank, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         self.magnitude = axes[2].imshow(blank, cmap="inferno", alpha=0.6, interpolation="nearest")
         axes[2].set_title("overlay |attribution|")
         for ax in axes:
