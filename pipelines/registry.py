@@ -97,8 +97,7 @@ class Registry:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def set_status(self, number: int, status: str, note: str = "") -> Version:
-        if status not in STATUSES:
-            raise RegistryError(f"approval status {status!r} is not one of {', '.join(STATUSES)}")
+        _check_status(status)
         if not self.folder.is_dir():  # a mistyped name must not create an empty model
             models = sorted(p.name for p in self.folder.parent.glob("*") if p.is_dir())
             raise RegistryError(f"no model {self.name} in {self.folder.parent} (models:"
@@ -117,8 +116,7 @@ class Registry:
         """Copy `inputs` into a new `v<N>`: staged beside it, then renamed into place whole. A
         `detector` input is also packaged inside the `model` as its `drift/` folder (the server
         then tests traffic online)."""
-        if status not in STATUSES:
-            raise RegistryError(f"approval status {status!r} is not one of {', '.join(STATUSES)}")
+        _check_status(status)
         self.folder.mkdir(parents=True, exist_ok=True)
         staged = self.folder / f".staging-{uuid.uuid4().hex}"
         staged.mkdir()
@@ -150,6 +148,11 @@ class Registry:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         return Version(number, final, metadata)
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise RegistryError(f"approval status {status!r} is not one of {', '.join(STATUSES)}")
 
 
 def _read(path: Path) -> dict[str, Any]:
