@@ -307,6 +307,7 @@ def local_registry(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        shutil.rmtree(tmp_path / "blobs", ignore_errors=True)  # gigabytes: pytest keeps tmp_path
 
 
 def test_buildspec_pushes_to_a_registry_and_the_image_pulled_by_digest_runs(images, local_registry,
@@ -338,11 +339,15 @@ def test_buildspec_pushes_to_a_registry_and_the_image_pulled_by_digest_runs(imag
     # a separate image store: everything the run needs comes from the registry, by digest
     with tempfile.TemporaryDirectory(prefix="runroot-", dir="/tmp") as runroot:  # podman: <= 50 chars
         store = ["--root", str(tmp_path / "store"), "--runroot", runroot]
-        podman(*store, "pull", "-q", uris["processing"], timeout=1800)
-        out = tmp_path / "processed"
-        out.mkdir()
-        podman(*store, "run", "--rm", "--network", "none",
-               "-v", f"{digits}:/opt/ml/processing/input/data:ro",
-               "-v", f"{out}:/opt/ml/processing/output", uris["processing"], "serve", "--image-size", "16")
-        assert (out / "data" / "manifest.jsonl").is_file()
-        podman(*store, "rmi", "-a", check=False)
+        try:
+            podman(*store, "pull", "-q", uris["processing"], timeout=1800)
+            out = tmp_path / "processed"
+            out.mkdir()
+            podman(*store, "run", "--rm", "--network", "none",
+                   "-v", f"{digits}:/opt/ml/processing/input/data:ro",
+                   "-v", f"{out}:/opt/ml/processing/output", uris["processing"], "serve",
+                   "--image-size", "16")
+            assert (out / "data" / "manifest.jsonl").is_file()
+        finally:  # the pulled image is gigabytes: leave no copy behind, passed or failed
+            podman(*store, "rmi", "-a", check=False)
+            shutil.rmtree(tmp_path / "store", ignore_errors=True)
