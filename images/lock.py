@@ -23,7 +23,7 @@ from pathlib import Path
 
 LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements.lock"
 PROJECT = "sagemaker-image-mlops"
-GROUPS = ("base", "processing", "algorithm", "monitoring", "explainability", "dev")
+GROUPS = ("base", "processing", "algorithm", "monitoring", "explainability", "aws", "dev")
 # alibi-detect requires the GUI build of OpenCV, albumentations the headless one; both own the same
 # cv2 files. Every environment gets only the headless build, which needs no libGL at run time.
 SUBSTITUTES = {"opencv-python": "opencv-python-headless"}
@@ -102,9 +102,11 @@ def release_hashes(name: str, version: str) -> list[str]:
 def generate() -> str:
     own = _requires(PROJECT)
     groups_of: dict[str, list[str]] = {}
-    for group in GROUPS:
+    for group in GROUPS:  # a group: what its own requirements pull in (the base's: the rest)
         extra = "" if group == "base" else group
-        for name in closure([(r, extra) for r in own]):
+        mine = [r for r in own if (r.marker is None or r.marker.evaluate({"extra": ""})) == (
+            group == "base")]
+        for name in closure([(r, extra) for r in mine]):
             groups_of.setdefault(name, []).append(group)
     versions = {canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
     lines = [
@@ -123,8 +125,8 @@ def generate() -> str:
     with ThreadPoolExecutor(8) as pool:
         hashes = dict(zip(names, pool.map(lambda n: release_hashes(n, versions[n]), names),
                           strict=True))
-    for name in names:
-        groups = ["base"] if "base" in groups_of[name] else groups_of[name]
+    for name in names:  # every group, base included: `select --only` picks a group alone
+        groups = groups_of[name]
         digests = " ".join(f"--hash=sha256:{h}" for h in hashes[name])
         lines.append(f"{name}=={versions[name]} {digests}  # groups: {','.join(groups)}")
     return "\n".join(lines) + "\n"
@@ -195,11 +197,13 @@ def _installed(dist: str) -> bool:
     return True
 
 
-def select(groups: list[str], lock_file: Path = LOCK_FILE) -> list[str]:
+def select(groups: list[str], lock_file: Path = LOCK_FILE, only: bool = False) -> list[str]:
+    """The pins these groups need, with the base's unless `only` (the export's environment needs
+    the SageMaker SDK, not torch)."""
     unknown = set(groups) - set(GROUPS)
     if unknown:
         sys.exit(f"unknown group(s) {sorted(unknown)}; valid: {', '.join(GROUPS)}")
-    wanted = {"base", *groups}
+    wanted = set(groups) if only else {"base", *groups}
     pins = []
     for line in lock_file.read_text().splitlines():
         pin, _, comment = line.partition("#")
@@ -212,8 +216,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("generate", help="print the lock for the current environment")
-    pick = sub.add_parser("select", help="print the pins these groups need (base always)")
+    pick = sub.add_parser("select", help="print the pins these groups need (and the base's)")
     pick.add_argument("groups", nargs="*")
+    pick.add_argument("--only", action="store_true", help="these groups' pins alone, no base")
     sub.add_parser("held-back", help="print each pin behind its latest release, and why")
     args = parser.parse_args()
     if args.command == "generate":
@@ -221,7 +226,7 @@ def main() -> None:
     elif args.command == "held-back":
         print("\n".join(held_back()))
     else:
-        print("\n".join(select(args.groups)))
+        print("\n".join(select(args.groups, only=args.only)))
 
 
 if __name__ == "__main__":

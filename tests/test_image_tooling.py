@@ -131,6 +131,20 @@ def test_lock_selection_for_an_image_is_its_group_plus_base_only():
     assert all(re.search(r" --hash=sha256:[0-9a-f]{64}", line) for line in processing)
 
 
+def test_lock_selection_of_the_aws_group_alone_has_the_sdk_and_no_torch():
+    """The export's environment (CodeBuild's post_build) installs the SageMaker SDK, not torch; the
+    images never get the SDK."""
+    select = [sys.executable, str(ROOT / "images" / "lock.py"), "select"]
+    alone = subprocess.run([*select, "--only", "aws"], capture_output=True, text=True,
+                           check=True).stdout
+    names = {line.split("==")[0] for line in alone.splitlines()}
+    assert {"sagemaker", "boto3", "pyyaml"} <= names
+    assert not names & {"torch", "timm", "pytest"}
+    for image in ("processing", "algorithm", "monitoring", "explainability"):
+        pins = subprocess.run([*select, image], capture_output=True, text=True, check=True).stdout
+        assert "sagemaker==" not in pins
+
+
 HASHED_PIN = re.compile(r"[a-z0-9][a-z0-9-]*==\S+( --hash=sha256:[0-9a-f]{64})+  # groups: [a-z,]+")
 
 
