@@ -1,6 +1,7 @@
 """`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]
 [--max-parallel N]`; `python -m pipelines approve|reject NAME VERSION` and `versions NAME` for the
-model registry; `python -m pipelines algorithm-spec` for the algorithm image's CreateAlgorithm."""
+model registry; `python -m pipelines algorithm-spec` for the algorithm image's CreateAlgorithm;
+`export`, `upsert` and `start` for SageMaker Pipelines (pipelines/export.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ import time
 from pathlib import Path
 
 from pipelines.definition import load_pipeline
-from pipelines.jobs import Engine
 from pipelines.registry import APPROVED, REJECTED, Registry
-from pipelines.runner import Runner
 from shared.atomic import write_json_atomic
 from shared.errors import UserError
 
@@ -42,6 +41,36 @@ def registry_command(args: argparse.Namespace) -> int:
         return 0
     version = registry.set_status(args.version, args.status, args.note)
     print(f"{registry.name} v{version.number}: {version.status}")
+    return 0
+
+
+def aws_command(args: argparse.Namespace) -> int:
+    """export, upsert, start: the SageMaker SDK and boto3 (the aws extra)."""
+    from pipelines import aws
+
+    if args.command == "export":
+        from pipelines.export import Target, export_definition, region_of
+
+        images = json.loads(args.images.read_text()) if args.images.is_file() else None
+        if not isinstance(images, dict):
+            raise UserError(f"--images {args.images}: expected the JSON map of make image-uris")
+        target = Target(images, args.role, args.s3, region_of(images, args.region),
+                        dict(args.param), spot=args.spot)
+        definition, left_out = export_definition(args.definition, target)
+        write_json_atomic(args.out, definition)
+        steps = ", ".join(s["Name"] for s in definition["Steps"])
+        print(f"wrote {args.out}: {len(definition['Parameters'])} parameters; steps {steps}")
+        for line in left_out:
+            print(f"  not a SageMaker step: {line}")
+        return 0
+    client = aws.sagemaker_client(args.region)
+    if args.command == "upsert":
+        print(aws.upsert(client, args.name, args.definition, args.role))
+        return 0
+    arn, values = aws.start(client, args.name, dict(args.param))
+    print(arn)
+    for name, value in values.items():
+        print(f"  {name} = {value}")
     return 0
 
 
@@ -78,8 +107,36 @@ def main(argv: list[str] | None = None) -> int:
                       help="JSON map component -> image URI (make image-uris)")
     spec.add_argument("--name", default="image-classifier", help="the algorithm's name")
     spec.add_argument("--out", type=Path, default=Path("algorithm.json"))
+    export = commands.add_parser("export", help="write a SageMaker pipeline definition (needs the"
+                                                " aws extra; no credentials)")
+    export.add_argument("definition", type=Path)
+    export.add_argument("--images", type=Path, default=Path("image-uris.json"),
+                        help="JSON map component -> image URI (make image-uris after make push)")
+    export.add_argument("--role", required=True, help="the IAM role ARN the jobs run as")
+    export.add_argument("--s3", required=True, help="s3://bucket/prefix for the jobs' outputs")
+    export.add_argument("--region", default=None,
+                        help="default: the images' ECR region, else AWS_DEFAULT_REGION")
+    export.add_argument("--param", type=parse_param, action="append", default=[],
+                        help="a parameter's default in the definition, NAME=VALUE (repeatable)")
+    export.add_argument("--spot", action="store_true", help="managed spot training (checkpoints"
+                                                             " go to S3 and resume)")
+    export.add_argument("--out", type=Path, required=True)
+    upsert = commands.add_parser("upsert", help="create or update a SageMaker pipeline from an"
+                                                " exported definition (needs credentials)")
+    upsert.add_argument("definition", type=Path)
+    upsert.add_argument("--name", required=True, help="the SageMaker pipeline's name")
+    upsert.add_argument("--role", required=True, help="the IAM role ARN SageMaker runs it as")
+    upsert.add_argument("--region", default=None)
+    start = commands.add_parser("start", help="start a SageMaker pipeline; the model, detector"
+                                              " and retraining guard come from its model package"
+                                              " group when not given (needs credentials)")
+    start.add_argument("name")
+    start.add_argument("--param", type=parse_param, action="append", default=[])
+    start.add_argument("--region", default=None)
     args = parser.parse_args(argv)
     try:
+        if args.command in ("export", "upsert", "start"):
+            return aws_command(args)
         if args.command == "algorithm-spec":
             from pipelines.algorithm_spec import algorithm_spec, image_uri_from  # loads torch
 
@@ -89,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command != "run":
             return registry_command(args)
+        from pipelines.jobs import Engine  # the runner's imports: the export's environment lacks them
+        from pipelines.runner import Runner
+
         pipeline = load_pipeline(args.definition)
         run_dir = args.run_dir or Path("runs") / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         images = json.loads(args.images.read_text()) if args.images else None

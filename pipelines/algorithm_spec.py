@@ -17,7 +17,7 @@ from typing import Any
 
 from algorithm.hyperparameters import Hyperparameters
 from algorithm.metrics import METRIC_DEFINITIONS, TUNING_OBJECTIVES
-from algorithm.serve.codecs import ACCEPT_TYPES, CONTENT_TYPES
+from algorithm.serve.content_types import ACCEPT_TYPES, CONTENT_TYPES
 from shared.errors import UserError
 from shared.schema import MISSING, default_of, fields_of, optional_type, rule_of
 

@@ -5,14 +5,13 @@ logs."""
 import json
 import re
 
-import botocore.session
 import pytest
-from botocore.validate import ParamValidator
 
 from algorithm.hyperparameters import Hyperparameters
 from algorithm.serve.codecs import ACCEPT_TYPES, CONTENT_TYPES
 from pipelines.__main__ import main
 from shared.schema import fields_of
+from tests.sagemaker_api import request_errors
 
 URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-image-mlops-algorithm:0123abcd"
 
@@ -26,28 +25,8 @@ def spec(tmp_path_factory):
     return json.loads((folder / "algorithm.json").read_text())
 
 
-def enum_errors(value, shape, where="") -> list[str]:
-    """botocore's validator checks types, required members and lengths; enums are checked here."""
-    errors = []
-    enum = getattr(shape, "enum", None)
-    if enum and value not in enum:
-        errors.append(f"{where}: {value!r} not in {enum}")
-    if shape.type_name == "structure":
-        for name, member in shape.members.items():
-            if name in value:
-                errors += enum_errors(value[name], member, f"{where}.{name}")
-    elif shape.type_name == "list":
-        for i, item in enumerate(value):
-            errors += enum_errors(item, shape.member, f"{where}[{i}]")
-    return errors
-
-
 def test_the_request_is_valid_for_sagemakers_api_model(spec):
-    operation = botocore.session.get_session().get_service_model("sagemaker").operation_model(
-        "CreateAlgorithm")
-    report = ParamValidator().validate(spec, operation.input_shape)
-    assert not report.has_errors(), report.generate_report()
-    assert enum_errors(spec, operation.input_shape) == []
+    assert request_errors(spec, "CreateAlgorithm") == []
     assert spec["TrainingSpecification"]["TrainingImage"] == URI
     assert spec["InferenceSpecification"]["Containers"] == [{"Image": URI}]
 

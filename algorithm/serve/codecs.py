@@ -18,16 +18,10 @@ import numpy as np
 from numpy.lib import format as npformat
 from PIL import Image
 
+from algorithm.serve.content_types import ACCEPT_TYPES, CONTENT_TYPES, IMAGE_TYPES, JSON, JSONLINES, NPY  # noqa: F401
 from shared.data import ImageDecodeError, check_size, fit_square, image_size, load_square_array
 from shared.errors import UserError
 from shared.models import ModelConfig, top_k
-
-IMAGE_TYPES = ("image/jpeg", "image/png", "application/x-image")
-NPY = "application/x-npy"
-JSONLINES = "application/jsonlines"
-JSON = "application/json"
-CONTENT_TYPES = (*IMAGE_TYPES, NPY, JSONLINES, JSON)
-ACCEPT_TYPES = (JSON, JSONLINES)
 
 
 class PayloadError(UserError):
