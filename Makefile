@@ -54,7 +54,7 @@ lock:
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .lock-venv .pytest_cache $(DEMO_DIR)
+	rm -rf $(VENV) $(EXPORT_VENV) .lock-venv .pytest_cache $(DEMO_DIR)
 
 # ---- Images (images/, README "Images") ----------------------------------------------------------
 ENGINE ?= docker
@@ -79,6 +79,7 @@ REGISTRY_TOOL = $(PYTHON) images/registry.py --engine $(ENGINE) --prefix $(IMAGE
 	$(if $(REGISTRY),--registry $(REGISTRY))
 
 .PHONY: build build-base $(addprefix build-,$(COMPONENTS)) image-sizes push image-uris hadolint \
+	export-pipelines \
 	test-images $(foreach c,$(COMPONENTS),run-$(c)-train run-$(c)-serve)
 
 build: $(addprefix build-,$(COMPONENTS))
@@ -101,6 +102,28 @@ push:
 
 image-uris:
 	$(REGISTRY_TOOL) uris --out $(IMAGE_URIS) $(COMPONENTS)
+
+# SageMaker pipeline definitions of both pipelines, naming the images of IMAGE_URIS (make push
+# image-uris first): PIPELINE_ROLE is the IAM role ARN the jobs run as, PIPELINE_S3 the
+# s3://bucket/prefix for their outputs, EXPORT_FLAGS more export options (--param k=v, --spot).
+# The SDK comes from the lock's aws group alone, in an environment of its own (no torch).
+EXPORT_VENV := .venv-export
+EXPORT_PY ?= $(EXPORT_VENV)/bin/python
+EXPORT = $(EXPORT_PY) -m pipelines export --images $(IMAGE_URIS) --role '$(PIPELINE_ROLE)' \
+	--s3 '$(PIPELINE_S3)' $(EXPORT_FLAGS)
+
+$(EXPORT_VENV)/.installed-lock: requirements.lock
+	rm -rf $(EXPORT_VENV)
+	$(PYTHON) -m venv $(EXPORT_VENV)
+	$(PYTHON) images/lock.py select --only aws > $(EXPORT_VENV)/requirements.txt
+	$(EXPORT_VENV)/bin/pip install --quiet --no-deps --require-hashes -r $(EXPORT_VENV)/requirements.txt
+	touch $@
+
+export-pipelines: $(if $(filter $(EXPORT_VENV)/bin/python,$(EXPORT_PY)),$(EXPORT_VENV)/.installed-lock)
+	@test -n '$(PIPELINE_ROLE)' -a -n '$(PIPELINE_S3)' || { echo "set PIPELINE_ROLE (an IAM role" \
+		"ARN) and PIPELINE_S3 (s3://bucket/prefix) for the exported pipelines" >&2; exit 2; }
+	$(EXPORT) pipelines/training.yaml --out training-pipeline.json
+	$(EXPORT) pipelines/batch_inference.yaml --out batch-inference-pipeline.json
 
 hadolint: venv
 	$(VENV)/bin/hadolint images/*/Dockerfile

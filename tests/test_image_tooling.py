@@ -184,7 +184,9 @@ def test_buildspec_only_calls_make_and_pins_the_base_image_by_digest():
     assert spec["version"] == 0.2
     assert "@sha256:" in spec["env"]["variables"]["PYTHON_IMAGE"]
     assert spec["phases"]["build"]["commands"] == ["make build push image-uris"]
-    assert spec["artifacts"]["files"] == ["image-uris.json"]
+    assert spec["phases"]["post_build"]["commands"] == ["make export-pipelines"]
+    assert spec["artifacts"]["files"] == ["image-uris.json", "training-pipeline.json",
+                                          "batch-inference-pipeline.json"]
 
 
 @pytest.mark.parametrize("remote,published", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -324,7 +325,9 @@ def test_buildspec_pushes_to_a_registry_and_the_image_pulled_by_digest_runs(imag
            "ENGINE": ENGINE, "REGISTRY": local_registry,
            "PYTHON_IMAGE": f"localhost/debian-python@{base_digest}",
            "BUILD_FLAGS": (ROOT / "build" / "podman" / "build-flags").read_text().strip(),
-           "PYTHON": sys.executable}
+           "PYTHON": sys.executable, "EXPORT_PY": sys.executable,  # this venv has the aws group
+           "PIPELINE_ROLE": "arn:aws:iam::123456789012:role/SageMakerPipelines",
+           "PIPELINE_S3": "s3://example-bucket/mlops", "AWS_DEFAULT_REGION": "eu-west-1"}
     for phase in ("install", "pre_build", "build", "post_build"):
         for command in (spec["phases"].get(phase) or {}).get("commands", []):
             result = subprocess.run(["bash", "-ec", command], cwd=clone, env=env, text=True,
@@ -335,6 +338,10 @@ def test_buildspec_pushes_to_a_registry_and_the_image_pulled_by_digest_runs(imag
     uris = json.loads(artifacts[0].read_text())
     assert set(uris) == set(COMPONENTS)
     assert all(uri.startswith(f"{local_registry}/") and "@sha256:" in uri for uri in uris.values())
+    for definition in artifacts[1:]:  # the exported pipelines name the pushed images by digest
+        named = set(re.findall(r'"(?:ImageUri|TrainingImage|Image)": "([^"]+)"',
+                               definition.read_text()))
+        assert named and named <= set(uris.values()), (definition.name, named)
 
     # a separate image store: everything the run needs comes from the registry, by digest
     with tempfile.TemporaryDirectory(prefix="runroot-", dir="/tmp") as runroot:  # podman: <= 50 chars
