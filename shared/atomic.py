@@ -75,12 +75,24 @@ def staging_folder(final: Path) -> Path:
     """
     final.parent.mkdir(parents=True, exist_ok=True)
     recover_replaced(final)
+    home = _home(final)
     for pattern in (f".{final.name}{PARTIAL}*", f".{final.name}{OLD}*"):
-        for stale in final.parent.glob(pattern):
+        for stale in home.glob(pattern):
             shutil.rmtree(stale, ignore_errors=True)
-    staged = final.with_name(f".{final.name}{PARTIAL}{uuid.uuid4().hex}")
+    staged = home / f".{final.name}{PARTIAL}{uuid.uuid4().hex}"
     staged.mkdir()
     return staged
+
+
+def _mounted(final: Path) -> bool:
+    """`final` is a mount point: it cannot be renamed, and a sibling is on another file system
+    (the SageMaker SDK's local mode mounts each processing output folder on its own)."""
+    return final.is_dir() and os.path.ismount(final)
+
+
+def _home(final: Path) -> Path:
+    """Where `final`'s staging and set-aside folders live: beside it, or inside it if mounted."""
+    return final if _mounted(final) else final.parent
 
 
 def recover_replaced(final: Path) -> Path | None:
@@ -98,6 +110,9 @@ def recover_replaced(final: Path) -> Path | None:
 def replace_folder(staged: Path, final: Path) -> None:
     """Move a fully written folder to its final name, replacing any earlier one."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    if _mounted(final):
+        _replace_contents(staged, final)
+        return
     old = final.with_name(f".{final.name}{OLD}{uuid.uuid4().hex}")
     with sigterm_deferred():  # no moment without a complete folder at `final`, bar SIGKILL
         replaced = final.exists()
@@ -106,6 +121,21 @@ def replace_folder(staged: Path, final: Path) -> None:
         os.replace(staged, final)
     if replaced:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _replace_contents(staged: Path, final: Path) -> None:
+    """A mounted `final` keeps its place: its entries are set aside inside it, the staged ones
+    moved in (each a rename on the mount's file system), then the set-aside ones removed."""
+    old = final / f".{final.name}{OLD}{uuid.uuid4().hex}"
+    old.mkdir()
+    with sigterm_deferred():
+        for entry in list(final.iterdir()):
+            if entry not in (staged, old):
+                os.replace(entry, old / entry.name)
+        for entry in list(staged.iterdir()):
+            os.replace(entry, final / entry.name)
+    staged.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextmanager

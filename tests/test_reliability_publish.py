@@ -5,8 +5,10 @@ The signal is sent from inside the publish itself, right after its first rename 
 old code left nothing at the final name), so the test needs no timing.
 """
 
+import errno
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +83,35 @@ def test_a_failed_writer_leaves_the_earlier_output_untouched(tmp_path):
         raise RuntimeError("the job failed half way")
     assert contents(final) == {"data.txt": "v1", "manifest.txt": "v1 complete"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_mounted_output_folder_is_replaced_in_place(tmp_path, monkeypatch):
+    """The SageMaker SDK's local mode mounts each processing output folder on its own: it cannot
+    be renamed and its siblings are another file system, so staging happens inside it."""
+    final = tmp_path / "out"
+    final.mkdir()
+    mounted = os.path.ismount
+    monkeypatch.setattr(atomic.os.path, "ismount", lambda p: Path(p) == final or mounted(p))
+    monkeypatch.setattr(atomic.os, "replace", _refusing_to_move(final, atomic.os.replace))
+    with published_folder(final) as staged:
+        assert staged.parent == final
+        write_version(staged, "v1")
+    assert contents(final) == {"data.txt": "v1", "manifest.txt": "v1 complete"}
+    with published_folder(final) as staged:
+        write_version(staged, "v2")
+    assert contents(final) == {"data.txt": "v2", "manifest.txt": "v2 complete"}
+    assert sorted(p.name for p in final.iterdir()) == ["data.txt", "manifest.txt"]  # no debris
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def _refusing_to_move(mount, replace):
+    """os.replace as a mount point answers: the mount itself cannot move (EBUSY), nor can anything
+    cross between it and the outside (EXDEV)."""
+    def guarded(src, dst):
+        src, dst = Path(src), Path(dst)
+        if mount in (src, dst):
+            raise OSError(errno.EBUSY, "Device or resource busy", str(src))
+        if (mount in src.parents) != (mount in dst.parents):
+            raise OSError(errno.EXDEV, "Invalid cross-device link", str(src))
+        return replace(src, dst)
+    return guarded
