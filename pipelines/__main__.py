@@ -1,7 +1,8 @@
 """`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]
 [--max-parallel N]`; `python -m pipelines approve|reject NAME VERSION` and `versions NAME` for the
 model registry; `python -m pipelines algorithm-spec` for the algorithm image's CreateAlgorithm;
-`export`, `upsert` and `start` for SageMaker Pipelines (pipelines/export.py)."""
+`export`, `upsert` and `start` for SageMaker Pipelines (pipelines/export.py); `deploy` and
+`smoke-test` for endpoints (pipelines/deploy.py)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,25 @@ def aws_command(args: argparse.Namespace) -> int:
             print(f"  not a SageMaker step: {line}")
         return 0
     client = aws.sagemaker_client(args.region)
+    if args.command in ("deploy", "smoke-test"):
+        from pipelines.deploy import deploy, endpoint_predictor, smoke_test
+
+        if args.command == "deploy":
+            endpoint = deploy(client, args.model_name, args.version, args.stage, args.role)
+            print(f"endpoint {endpoint}: {args.model_name} v{args.version} ({args.stage})")
+            images = args.smoke_images
+        else:
+            endpoint, images = args.endpoint, args.images
+        if images is None:
+            return 0
+        client.get_waiter("endpoint_in_service").wait(EndpointName=endpoint)
+        runtime = aws.sagemaker_client(args.region, "sagemaker-runtime")
+        wrong = smoke_test(endpoint_predictor(runtime, endpoint), images)
+        for line in wrong:
+            print(f"  wrong: {line}", file=sys.stderr)
+        print(f"smoke test of {endpoint}: {'FAILED' if wrong else 'passed'}"
+              f" ({len(wrong)} wrong)")
+        return 1 if wrong else 0
     if args.command == "upsert":
         print(aws.upsert(client, args.name, args.definition, args.role))
         return 0
@@ -133,9 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("name")
     start.add_argument("--param", type=parse_param, action="append", default=[])
     start.add_argument("--region", default=None)
+    deploy = commands.add_parser("deploy", help="deploy an Approved model package version:"
+                                                " serverless staging or instance production"
+                                                " (needs credentials)")
+    deploy.add_argument("model_name", help="the model package group")
+    deploy.add_argument("version", type=parse_version)
+    deploy.add_argument("--stage", choices=("staging", "production"), required=True)
+    deploy.add_argument("--role", required=True, help="the IAM role ARN the endpoint's model uses")
+    deploy.add_argument("--smoke-images", type=Path, default=None,
+                        help="an ImageFolder to send once the endpoint is up; a wrong answer fails")
+    deploy.add_argument("--region", default=None)
+    smoke = commands.add_parser("smoke-test", help="send an endpoint labelled images; fails on a"
+                                                   " wrong answer (needs credentials)")
+    smoke.add_argument("endpoint")
+    smoke.add_argument("--images", type=Path, required=True, help="an ImageFolder")
+    smoke.add_argument("--region", default=None)
     args = parser.parse_args(argv)
     try:
-        if args.command in ("export", "upsert", "start"):
+        if args.command in ("export", "upsert", "start", "deploy", "smoke-test"):
             return aws_command(args)
         if args.command == "algorithm-spec":
             from pipelines.algorithm_spec import algorithm_spec, image_uri_from  # loads torch

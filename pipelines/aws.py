@@ -41,11 +41,11 @@ def pipeline_session(region: str) -> Any:
     return PipelineSession(boto_session=boto3.Session(region_name=region))
 
 
-def sagemaker_client(region: str | None) -> Any:
+def sagemaker_client(region: str | None, service: str = "sagemaker") -> Any:
     _quiet_sdk()
     import boto3
 
-    return boto3.Session(region_name=region).client("sagemaker")
+    return boto3.Session(region_name=region).client(service)
 
 
 def upsert(client: Any, name: str, definition: Path, role: str, description: str = "") -> str:
