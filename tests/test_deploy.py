@@ -16,6 +16,7 @@ from pipelines.deploy import deploy, smoke_test
 GROUP = "image-classifier"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerEndpoints"
 ARN = f"arn:aws:sagemaker:eu-west-1:123456789012:model-package/{GROUP}/2"
+ENDPOINT_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/x"
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def expect_model_and_config(stubber, stage, variant):
     stubber.add_response("create_model", {"ModelArn": f"arn:aws:sagemaker:eu-west-1:1:model/{name}"},
                          {"ModelName": name, "ExecutionRoleArn": ROLE,
                           "PrimaryContainer": {"ModelPackageName": ARN}})
-    stubber.add_response("create_endpoint_config", {"EndpointConfigArn": "arn:aws:sagemaker:eu-west-1:1:endpoint/x"},
+    stubber.add_response("create_endpoint_config", {"EndpointConfigArn": ENDPOINT_ARN},
                          {"EndpointConfigName": name, "ProductionVariants": [
                              {"VariantName": "AllTraffic", "ModelName": name, **variant}]})
     return name
@@ -58,7 +59,7 @@ def test_staging_is_a_new_serverless_endpoint(sagemaker):
     stubber.add_client_error("describe_endpoint", "ValidationException",
                              "Could not find endpoint \"image-classifier-staging\".",
                              expected_params={"EndpointName": f"{GROUP}-staging"})
-    stubber.add_response("create_endpoint", {"EndpointArn": "arn:aws:sagemaker:eu-west-1:1:endpoint/x"},
+    stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN},
                          {"EndpointName": f"{GROUP}-staging", "EndpointConfigName": config})
     assert deploy(client, GROUP, 2, "staging", ROLE, stamp="20261127") == f"{GROUP}-staging"
 
@@ -69,11 +70,11 @@ def test_production_on_instances_updates_the_running_endpoint(sagemaker):
     config = expect_model_and_config(stubber, "production", {
         "InstanceType": "ml.m5.large", "InitialInstanceCount": 1, "InitialVariantWeight": 1.0})
     stubber.add_response("describe_endpoint", {
-        "EndpointName": f"{GROUP}-production", "EndpointArn": "arn:aws:sagemaker:eu-west-1:1:endpoint/x",
+        "EndpointName": f"{GROUP}-production", "EndpointArn": ENDPOINT_ARN,
         "EndpointConfigName": "older", "EndpointStatus": "InService",
         "CreationTime": "2026-11-01T00:00:00Z", "LastModifiedTime": "2026-11-01T00:00:00Z"},
         {"EndpointName": f"{GROUP}-production"})
-    stubber.add_response("update_endpoint", {"EndpointArn": "arn:aws:sagemaker:eu-west-1:1:endpoint/x"},
+    stubber.add_response("update_endpoint", {"EndpointArn": ENDPOINT_ARN},
                          {"EndpointName": f"{GROUP}-production", "EndpointConfigName": config})
     assert deploy(client, GROUP, 2, "production", ROLE, stamp="20261127") == \
         f"{GROUP}-production"
