@@ -61,9 +61,11 @@ class Target:
     params: dict[str, str] = field(default_factory=dict)
     spot: bool = False
     max_run_s: int = 24 * 3600
+    local: bool = False  # for the SDK's local mode: outputs may go to a file:// folder
 
     def __post_init__(self) -> None:
-        if not self.s3.startswith("s3://") or len(self.s3.rstrip("/")) <= len("s3://"):
+        schemes = ("s3://", "file://") if self.local else ("s3://",)
+        if not self.s3.startswith(schemes) or self.s3.rstrip("/") in schemes:
             raise PipelineError(f"--s3 {self.s3!r}: expected s3://bucket[/prefix]")
         if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/\S+", self.role):
             raise PipelineError(f"--role {self.role!r}: expected an IAM role ARN,"
@@ -285,7 +287,10 @@ class Exporter:
                     raise PipelineError(f"step {name}: argument {raw} has no value: pass --param"
                                         f" {raw[9:-1]}=...")
                 args.append(as_string(value))
+            # the image's own ENTRYPOINT, spelled out: the SDK's local mode cannot pass container
+            # arguments without one (KeyError: 'entrypoint' in sagemaker.local.image)
             processor = Processor(role=self.target.role, image_uri=self.image(step.component),
+                                  entrypoint=["python", "-m", str(step.component)],
                                   instance_count=count, instance_type=itype,
                                   base_job_name=f"{self.pipeline.name}-{name}"[:60],
                                   sagemaker_session=self.session)
@@ -326,7 +331,9 @@ class Exporter:
                 instance_count=count, instance_type=itype, hyperparameters=hyperparameters,
                 metric_definitions=[dict(m) for m in METRIC_DEFINITIONS],
                 output_path=self._output_uri(scope, name),
-                checkpoint_s3_uri=self._output_uri(scope, name, "checkpoints"),
+                # (local mode refuses a checkpoint URI: the local runner keeps checkpoints itself)
+                checkpoint_s3_uri=None if self.target.local else self._output_uri(
+                    scope, name, "checkpoints"),
                 max_run=self.target.max_run_s, base_job_name=f"{self.pipeline.name}-{name}"[:60],
                 disable_profiler=True, debugger_hook_config=False,  # the image has no smdebug
                 sagemaker_session=self.session, **spot)
@@ -420,6 +427,12 @@ class Exporter:
 
         from algorithm.serve.content_types import ACCEPT_TYPES, CONTENT_TYPES
         from pipelines.algorithm_spec import INFERENCE_INSTANCES
+
+        if self.target.local:
+            self.left_out.append(f"{name} (the SDK's local mode: 'Step type RegisterModel is not"
+                                 " supported in local mode')")
+            scope.outputs[step.name] = {}
+            return
 
         def build() -> Any:
             inputs = self._inputs(scope, step)

@@ -144,6 +144,9 @@ def test_steps_run_the_mapped_images_with_the_yamls_arguments(fixture, definitio
         args = step["Arguments"]
         if step["Type"] == "Processing":
             assert args["AppSpecification"]["ImageUri"] == IMAGES[source.component]
+            dockerfile = (ROOT / "images" / source.component / "Dockerfile").read_text()
+            entrypoint = json.loads(re.search(r"^ENTRYPOINT (.+)$", dockerfile, re.M)[1])
+            assert args["AppSpecification"]["ContainerEntrypoint"] == entrypoint  # the image's own
             container = args["AppSpecification"]["ContainerArguments"]
             assert container[0] == source.mode
             assert len(container) == 1 + len(source.spec.get("args") or [])

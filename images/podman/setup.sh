@@ -11,7 +11,9 @@ BASE_IMAGE=localhost/debian-python:bookworm
 STATE=build/podman
 mkdir -p "$STATE"
 
-packages=(podman runc debootstrap docker-registry fuse-overlayfs uidmap)
+# podman-docker and docker-compose: the Docker CLI and compose that the SageMaker SDK's local mode
+# drives (tests/images/test_sagemaker_local.py)
+packages=(podman runc debootstrap docker-registry fuse-overlayfs uidmap podman-docker docker-compose)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
@@ -51,6 +53,29 @@ if ! podman image exists "$BASE_IMAGE"; then
     rm -rf "$rootfs"
     trap - EXIT
 fi
+
+# Wrappers the SDK's local mode finds first in PATH (the tests put $STATE/bin there): `docker context
+# inspect` answers where podman prints [] (the SDK indexes it for the host), and docker-compose
+# publishes the model server's port on 127.0.0.1 only (the SDK's compose file binds every address).
+mkdir -p "$STATE/bin"
+cat > "$STATE/bin/docker" <<'SH'
+#!/bin/sh
+if [ "$1" = context ] && [ "$2" = inspect ]; then
+    printf '[{"Name":"default","Endpoints":{"docker":{"Host":"%s"}}}]\n' "${DOCKER_HOST:-unix:///run/podman/podman.sock}"
+    exit 0
+fi
+exec podman "$@"
+SH
+cat > "$STATE/bin/docker-compose" <<'SH'
+#!/bin/sh
+previous=
+for arg in "$@"; do
+    [ "$previous" = -f ] && sed -i -E 's/^( *- )([0-9]+:8080)$/\1127.0.0.1:\2/' "$arg"
+    previous=$arg
+done
+exec /usr/bin/docker-compose "$@"
+SH
+chmod +x "$STATE/bin/docker" "$STATE/bin/docker-compose"
 
 # The host's pip settings (local wheel folders, file:// indexes), as one pip.conf for the build.
 python3 images/podman/pip_mounts.py "$STATE"
