@@ -48,8 +48,43 @@ def sagemaker_client(region: str | None, service: str = "sagemaker") -> Any:
     return boto3.Session(region_name=region).client(service)
 
 
+def registered_groups(definition: dict[str, Any]) -> set[str]:
+    """The model package groups a definition's RegisterModel steps write to (a parameter's
+    default where the group is a parameter)."""
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
+    groups, stack = set(), list(definition.get("Steps", []))
+    while stack:
+        step = stack.pop()
+        arguments = step.get("Arguments", {})
+        stack += arguments.get("IfSteps", []) + arguments.get("ElseSteps", [])
+        if step.get("Type") == "RegisterModel":
+            group = arguments.get("ModelPackageGroupName")
+            if isinstance(group, dict):
+                group = defaults.get(str(group.get("Get", "")).removeprefix("Parameters."))
+            if group:
+                groups.add(group)
+    return groups
+
+
+def ensure_group(client: Any, group: str) -> bool:
+    """Create model package group `group` unless it exists; whether it was created."""
+    try:
+        client.describe_model_package_group(ModelPackageGroupName=group)
+        return False
+    except client.exceptions.ClientError as exc:
+        if "does not exist" not in str(exc):
+            raise
+    client.create_model_package_group(
+        ModelPackageGroupName=group, ModelPackageGroupDescription="image classifiers registered"
+        " by the sagemaker-image-mlops training pipeline, each pending approval")
+    return True
+
+
 def upsert(client: Any, name: str, definition: Path, role: str, description: str = "") -> str:
-    """Create the pipeline, or update it when it exists; its ARN."""
+    """Create the pipeline, or update it when it exists; its ARN. The model package groups it
+    registers to are created first when missing."""
+    for group in sorted(registered_groups(json.loads(definition.read_text()))):
+        ensure_group(client, group)
     body = {"PipelineName": name, "PipelineDefinition": definition.read_text(), "RoleArn": role,
             **({"PipelineDescription": description} if description else {})}
     try:

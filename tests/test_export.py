@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from botocore.stub import ANY
 
 from pipelines.__main__ import main
 from pipelines.definition import REFERENCE, PipelineError, load_pipeline
@@ -426,7 +427,8 @@ def test_start_without_an_approved_version_names_the_way_out(sagemaker, batch):
         start_parameters(client, batch, {"epochs": "3"})
 
 
-def test_upsert_creates_then_updates(sagemaker, tmp_path, training):
+def test_upsert_creates_the_model_package_group_then_the_pipeline_then_updates_it(
+        sagemaker, tmp_path, training):
     from pipelines.aws import upsert
 
     client, stubber = sagemaker
@@ -435,8 +437,31 @@ def test_upsert_creates_then_updates(sagemaker, tmp_path, training):
     body = {"PipelineName": "image-classifier-training", "PipelineDefinition": path.read_text(),
             "RoleArn": ROLE}
     arn = "arn:aws:sagemaker:eu-west-1:123456789012:pipeline/image-classifier-training"
+    stubber.add_client_error("describe_model_package_group", "ValidationException",
+                             f"ModelPackageGroup {GROUP} does not exist.",
+                             expected_params={"ModelPackageGroupName": GROUP})
+    stubber.add_response("create_model_package_group", {
+        "ModelPackageGroupArn": f"arn:aws:sagemaker:eu-west-1:123456789012:model-package-group/{GROUP}"},
+        {"ModelPackageGroupName": GROUP, "ModelPackageGroupDescription": ANY})
     stubber.add_response("create_pipeline", {"PipelineArn": arn}, body)
     assert upsert(client, "image-classifier-training", path, ROLE) == arn
+    stubber.add_response("describe_model_package_group", {
+        "ModelPackageGroupName": GROUP, "ModelPackageGroupArn": "arn:aws:sagemaker:eu-west-1:"
+        f"123456789012:model-package-group/{GROUP}", "CreationTime": "2026-11-27T00:00:00Z",
+        "CreatedBy": {}, "ModelPackageGroupStatus": "Completed"}, {"ModelPackageGroupName": GROUP})
     stubber.add_client_error("create_pipeline", "ResourceInUse", expected_params=body)
     stubber.add_response("update_pipeline", {"PipelineArn": arn}, body)
     assert upsert(client, "image-classifier-training", path, ROLE) == arn
+
+
+def test_managed_spot_training_keeps_checkpoints_in_s3(tmp_path):
+    images = tmp_path / "image-uris.json"
+    images.write_text(json.dumps(IMAGES))
+    out = tmp_path / "spot.json"
+    assert main(["export", str(ROOT / "pipelines" / "training.yaml"), "--images", str(images),
+                 "--role", ROLE, "--s3", S3, "--spot", "--out", str(out)]) == 0
+    train = by_name(json.loads(out.read_text()))["train"]["Arguments"]
+    assert train["EnableManagedSpotTraining"] is True
+    stopping = train["StoppingCondition"]
+    assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
+    assert train["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"][-1] == "checkpoints"
