@@ -47,6 +47,7 @@ RETRAIN_PREFIX = "retrain-"
 SHARDS = "application/x-npy"  # a processed data set's shards, as the server and the trainer take
 EXECUTION = "execution"  # stands for the execution id in output paths
 REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"  # a step whose YAML names none
 ECR_REGION = re.compile(r"^\d+\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
 
 
@@ -169,10 +170,9 @@ class Scope:
 def as_string(value: Any) -> Any:
     """A value where SageMaker takes strings (container arguments, hyperparameters)."""
     from sagemaker.workflow.entities import PipelineVariable
-    from sagemaker.workflow.parameters import ParameterString
+    from sagemaker.workflow.parameters import Parameter, ParameterTypeEnum
 
-    if isinstance(value, PipelineVariable) and not isinstance(value, ParameterString) and (
-            hasattr(value, "to_string") and type(value).__name__.startswith("Parameter")):
+    if isinstance(value, Parameter) and value.parameter_type != ParameterTypeEnum.STRING:
         return value.to_string()
     if isinstance(value, bool):
         return str(value).lower()
@@ -245,18 +245,18 @@ class Exporter:
                       if u in self.nodes and not self.nodes[u].condition)
 
     # -- step kinds ---------------------------------------------------------------------------
-    def _output_uri(self, scope: Scope, step: str, output: str = "") -> Any:
+    def _output_uri(self, step: str, output: str = "") -> Any:
+        """`<s3>/<pipeline>/<execution id>/<step>[/<output>]`: one place per run and step."""
         from sagemaker.workflow.execution_variables import ExecutionVariables
         from sagemaker.workflow.functions import Join
 
-        parts = [self.target.s3.rstrip("/"), self.pipeline.name, ExecutionVariables.PIPELINE_EXECUTION_ID,
-                 step] + ([output] if output else [])
+        parts = [self.target.s3.rstrip("/"), self.pipeline.name,
+                 ExecutionVariables.PIPELINE_EXECUTION_ID, step] + ([output] if output else [])
         return Join(on="/", values=parts)
 
     def _instances(self, scope: Scope, spec: dict[str, Any], kind: str) -> tuple[Any, Any]:
         count = scope.value(spec.get("instances", 1))
-        default_type = "ml.m5.xlarge"
-        itype = scope.value(spec.get("instance_type", default_type))
+        itype = scope.value(spec.get("instance_type", DEFAULT_INSTANCE_TYPE))
         if count is ABSENT or itype is ABSENT:
             raise PipelineError(f"a {kind} step's instance count and type need values")
         return count, itype
@@ -300,7 +300,7 @@ class Exporter:
                                             SHARDED if key in sharded else REPLICATED))
                         for key, value in self._inputs(scope, step).items()],
                 outputs=[ProcessingOutput(output_name=out, source=f"/opt/ml/processing/output/{out}",
-                                          destination=self._output_uri(scope, name, out))
+                                          destination=self._output_uri(name, out))
                          for out in outputs],
                 arguments=[step.mode, *args])
             return ProcessingStep(name, step_args=step_args, depends_on=self.depends(name) or None,
@@ -330,10 +330,10 @@ class Exporter:
                 image_uri=self.image(step.component), role=self.target.role,
                 instance_count=count, instance_type=itype, hyperparameters=hyperparameters,
                 metric_definitions=[dict(m) for m in METRIC_DEFINITIONS],
-                output_path=self._output_uri(scope, name),
+                output_path=self._output_uri(name),
                 # (local mode refuses a checkpoint URI: the local runner keeps checkpoints itself)
                 checkpoint_s3_uri=None if self.target.local else self._output_uri(
-                    scope, name, "checkpoints"),
+                    name, "checkpoints"),
                 max_run=self.target.max_run_s, base_job_name=f"{self.pipeline.name}-{name}"[:60],
                 disable_profiler=True, debugger_hook_config=False,  # the image has no smdebug
                 sagemaker_session=self.session, **spot)
@@ -375,7 +375,7 @@ class Exporter:
             inputs = self._inputs(scope, step)
             transformer = Transformer(
                 model_name=self.built[model_step].properties.ModelName, instance_count=count,
-                instance_type=itype, output_path=self._output_uri(scope, name, "predictions"),
+                instance_type=itype, output_path=self._output_uri(name, "predictions"),
                 accept=step.spec.get("accept", "application/jsonlines"),
                 base_transform_job_name=f"{self.pipeline.name}-{name}"[:60],
                 sagemaker_session=self.session)
@@ -593,16 +593,17 @@ def condition(op: str, left: Any, right: Any) -> Any:
 
 
 def convert(name: str, text: str, kind: type) -> Any:
-    kinds = {"ParameterInteger": int, "ParameterFloat": float}
+    """A `--param` value as the parameter's type."""
     if kind.__name__ == "ParameterBoolean":
         if text.lower() not in ("true", "false"):
             raise PipelineError(f"--param {name}={text}: expected true or false")
         return text.lower() == "true"
+    parse, what = {"ParameterInteger": (int, "an integer"),
+                   "ParameterFloat": (float, "a number")}.get(kind.__name__, (str, "text"))
     try:
-        return kinds.get(kind.__name__, str)(text)
+        return parse(text)
     except ValueError:
-        raise PipelineError(f"--param {name}={text}: expected a"
-                            f" {kinds[kind.__name__].__name__}") from None
+        raise PipelineError(f"--param {name}={text}: expected {what}") from None
 
 
 def export_definition(path: Path, target: Target) -> tuple[dict[str, Any], list[str]]:

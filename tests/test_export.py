@@ -331,7 +331,7 @@ def test_bad_export_arguments_name_what_is_expected(tmp_path):
         export_definition(path, target(params={"epochs": "3"}))
     with pytest.raises(PipelineError, match="has no 'processing' image; it has: algorithm"):
         export_definition(path, target(images={"algorithm": IMAGES["algorithm"]}))
-    with pytest.raises(PipelineError, match="expected a int"):
+    with pytest.raises(PipelineError, match="epochs=six: expected an integer"):
         export_definition(ROOT / "pipelines" / "training.yaml", target(params={"epochs": "six"}))
 
 
