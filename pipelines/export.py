@@ -10,7 +10,8 @@ definitions. Each step kind becomes its SageMaker counterpart, on the images of 
   hyperparameters, the metric definitions over its log lines (`algorithm.metrics`), a checkpoint
   S3 URI, and managed spot with `--spot`.
 - `transform` -> a ModelStep creating the model, then a TransformStep over the processed shards
-  (`shard-*`: the data set's manifest is not a request), content and accept types as locally.
+  (`shard-*`: the data set's manifest is not a request), one shard per request, content and
+  accept types as locally.
 - `condition` -> ConditionStep reading a PropertyFile of the step that wrote the file; the steps
   after it are its `if_steps`, and nothing runs on the other branch, as locally.
 - `register` -> ModelStep registering a model package (the group is `model_name`, the approval
@@ -377,6 +378,10 @@ class Exporter:
                 model_name=self.built[model_step].properties.ModelName, instance_count=count,
                 instance_type=itype, output_path=self._output_uri(name, "predictions"),
                 accept=step.spec.get("accept", "application/jsonlines"),
+                # one shard per request: SplitType None sends whole objects, and MultiRecord would
+                # let the SDK's local mode join several .npy files into one body (it fails on
+                # binary data: "can only concatenate str (not "bytes") to str")
+                strategy="SingleRecord",
                 base_transform_job_name=f"{self.pipeline.name}-{name}"[:60],
                 sagemaker_session=self.session)
             # the shards only: the data set's manifest and class list are not requests

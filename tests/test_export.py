@@ -266,6 +266,7 @@ def test_the_batch_pipeline_takes_its_model_as_parameters_and_retrains_inside_th
     assert transform["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]["Std:Join"][
         "Values"][-1] == "shard-"  # the shards, not the manifest
     assert transform["TransformOutput"]["Accept"] == "application/jsonlines"
+    assert transform["BatchStrategy"] == "SingleRecord"  # one .npy shard per request
     drifted = steps["drifted"]["Arguments"]
     assert [s["Name"] for s in drifted["IfSteps"]] == ["retrain"]
     guard = steps["retrain"]["Arguments"]

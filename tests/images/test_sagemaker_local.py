@@ -1,6 +1,6 @@
-"""The exported training pipeline run by the SageMaker Python SDK's own local mode on the real images
-(podman behind the SDK's Docker CLI and docker-compose), and the algorithm image deployed with the
-SDK's local mode and smoke-tested through its Predictor.
+"""The exported training and batch-inference pipelines run by the SageMaker Python SDK's own local
+mode on the real images (podman behind the SDK's Docker CLI and docker-compose), and the algorithm
+image deployed with the SDK's local mode and smoke-tested through its Predictor.
 
 The data and every job's outputs are in S3, served on 127.0.0.1 by moto's S3 server: the SDK's local
 mode reads a condition's property file from S3 only (with file:// outputs the gate fails with
@@ -156,7 +156,7 @@ def test_the_exported_training_pipeline_runs_in_the_sdks_local_mode(training_run
     execution, run = training_run
     described = execution.describe()
     steps = {s["StepName"]: s for s in execution.list_steps()["PipelineExecutionSteps"]}
-    assert described["PipelineExecutionStatus"] == "Succeeded", steps
+    assert described["PipelineExecutionStatus"] == "Succeeded", failures(steps)
     assert set(steps) == {"process", "train", "evaluate", "check_evaluation", "drift_reference",
                           "explain"}
     assert all(s["StepStatus"] == "Succeeded" for s in steps.values()), steps
@@ -172,10 +172,17 @@ def test_the_exported_training_pipeline_runs_in_the_sdks_local_mode(training_run
     assert f"{run}/explain/explanations/summary.json" in written
 
 
+def failures(steps) -> dict[str, str]:
+    return {name: s.get("FailureReason", "") for name, s in steps.items()
+            if s["StepStatus"] != "Succeeded"}
+
+
 def read(s3, key) -> bytes:
     return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
+# the SDK serves from a thread of its own, which raises when delete_endpoint stops its compose
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_the_algorithm_image_deployed_in_the_sdks_local_mode_passes_the_smoke_test(
         training_run, bucket, images, digits_folder, tmp_path):
     from sagemaker.deserializers import JSONDeserializer
@@ -209,3 +216,41 @@ def test_the_algorithm_image_deployed_in_the_sdks_local_mode_passes_the_smoke_te
         if model.endpoint_name:
             session.delete_endpoint(model.endpoint_name)
     assert len(wrong) <= 2, wrong  # three epochs: nearly all right
+
+
+def test_the_exported_batch_pipeline_runs_in_the_sdks_local_mode(training_run, bucket, images,
+                                                                 digits_folder):
+    """Model creation, Batch Transform, the drift test, explanations and the drift condition, on
+    the model and detector the training run wrote (as `start` would pass them)."""
+    from sagemaker.workflow.pipeline_context import LocalPipelineSession
+
+    from pipelines.definition import load_pipeline
+    from pipelines.export import Exporter, Target
+
+    _, run = training_run
+    model = next(k for k in keys(bucket, run) if k.endswith("/output/model.tar.gz"))
+    target = Target(local_images(images), ROLE, f"s3://{BUCKET}/mlops", "eu-west-1",
+                    {"input_data": f"s3://{BUCKET}/digits", "model": f"s3://{BUCKET}/{model}",
+                     "detector": f"s3://{BUCKET}/{run}/drift_reference/detector",
+                     "explain_images": "4"}, local=True)
+    pipeline = Exporter(load_pipeline(ROOT / "pipelines" / "batch_inference.yaml"), target,
+                        LocalPipelineSession()).export()
+    pipeline.create(role_arn=ROLE)
+    execution = pipeline.start()
+    steps = {s["StepName"]: s for s in execution.list_steps()["PipelineExecutionSteps"]}
+    assert execution.describe()["PipelineExecutionStatus"] == "Succeeded", failures(steps)
+    assert set(steps) == {"process", "transform-model-CreateModel", "transform", "drift",
+                          "explain", "drifted"}
+    assert all(s["StepStatus"] == "Succeeded" for s in steps.values()), steps
+    # the production images are the reference's own: no drift, so no retraining branch
+    assert steps["drifted"]["Metadata"]["Condition"]["Outcome"] is False
+    runs = {key.split("/")[2] for key in keys(bucket, "mlops/batch_inference/")}
+    assert len(runs) == 1, runs
+    prefix = f"mlops/batch_inference/{runs.pop()}"
+    written = keys(bucket, prefix)
+    assert json.loads(read(bucket, f"{prefix}/drift/report/drift.json"))["drift"] is False
+    answers = [json.loads(line) for key in written if key.startswith(f"{prefix}/transform/")
+               and key.endswith(".npy.out") for line in read(bucket, key).decode().splitlines()]
+    images_in = sum(1 for _ in digits_folder.rglob("*.png"))
+    assert len(answers) == images_in  # one answer per image, the manifest never sent
+    assert f"{prefix}/explain/explanations/summary.json" in written
