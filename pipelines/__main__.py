@@ -46,7 +46,17 @@ def registry_command(args: argparse.Namespace) -> int:
 
 
 def aws_command(args: argparse.Namespace) -> int:
-    """export, upsert, start: the SageMaker SDK and boto3 (the aws extra)."""
+    """export, upsert, start, deploy, smoke-test: the SageMaker SDK and boto3 (the aws extra).
+    AWS's refusals (no credentials, a missing pipeline, a denied call) become one-line errors."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return _aws_command(args)
+    except (BotoCoreError, ClientError) as exc:
+        raise UserError(f"AWS: {exc}") from None
+
+
+def _aws_command(args: argparse.Namespace) -> int:
     from pipelines import aws
 
     if args.command == "export":

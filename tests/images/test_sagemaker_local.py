@@ -32,6 +32,9 @@ import pytest
 
 from tests.images.conftest import ROOT, podman
 
+# The SDK serves a model (an endpoint, a Batch Transform) from a thread of its own, which raises
+# when the SDK stops that server's compose: a notice about the SDK, whichever test it lands in.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 BUCKET = "mlops-test"
 
@@ -181,8 +184,6 @@ def read(s3, key) -> bytes:
     return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
-# the SDK serves from a thread of its own, which raises when delete_endpoint stops its compose
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_the_algorithm_image_deployed_in_the_sdks_local_mode_passes_the_smoke_test(
         training_run, bucket, images, digits_folder, tmp_path):
     from sagemaker.deserializers import JSONDeserializer
