@@ -3,9 +3,10 @@
 The YAML files stay the single source: the local runner and this export read the same
 definitions. Each step kind becomes its SageMaker counterpart, on the images of `image-uris.json`:
 
-- `processing` -> ProcessingStep: a `Processor` on the component's image, the mode and `args` as
-  container arguments, each input at /opt/ml/processing/input/<name> and each output uploaded from
-  /opt/ml/processing/output/<name> to `<s3>/<pipeline>/<execution id>/<step>/<name>`.
+- `processing` -> ProcessingStep: a `Processor` on the component's image with its own entrypoint
+  spelled out, the mode and `args` as container arguments, each input at
+  /opt/ml/processing/input/<name> and each output uploaded from /opt/ml/processing/output/<name>
+  to `<s3>/<pipeline>/<execution id>/<step>/<name>`.
 - `training` -> TrainingStep: an `Estimator` on the algorithm image with the YAML's
   hyperparameters, the metric definitions over its log lines (`algorithm.metrics`), a checkpoint
   S3 URI, and managed spot with `--spot`.
@@ -29,6 +30,9 @@ definitions. Each step kind becomes its SageMaker counterpart, on the images of 
 Pipeline parameters become SageMaker pipeline parameters (typed by their YAML default) when a step
 uses them. A parameter without a value (a null default, not given with `--param`) leaves out the
 inputs and hyperparameters that name it: S3 has no "no input".
+
+`Target.local` exports for the SDK's local mode (tests/images/test_sagemaker_local.py): without
+the register step and the checkpoint URI, which local mode refuses.
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from algorithm.metrics import METRIC_DEFINITIONS
+from algorithm.serve.content_types import NPY as SHARDS  # a processed data set's shards
 from pipelines.definition import REFERENCE, Pipeline, PipelineError, Step, load_pipeline
 
 LOCAL_ONLY = {"report"}
 RETRAIN_PREFIX = "retrain-"
-SHARDS = "application/x-npy"  # a processed data set's shards, as the server and the trainer take
-EXECUTION = "execution"  # stands for the execution id in output paths
+# S3DataDistributionType, as the local runner's jobs name them (pipelines/jobs.py, which this
+# module does not import: the export's environment lacks the runner's dependencies)
 REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"  # a step whose YAML names none
 ECR_REGION = re.compile(r"^\d+\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
