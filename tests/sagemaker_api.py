@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import botocore.session
@@ -63,3 +65,17 @@ def request_errors(body: dict[str, Any], operation: str,
     body = concrete(body, shape, defaults or {})
     report = ParamValidator().validate(body, shape)
     return ([report.generate_report()] if report.has_errors() else []) + enum_errors(body, shape)
+
+
+@contextmanager
+def stubbed_sagemaker() -> Iterator[tuple[Any, Any]]:
+    """(a SageMaker client, its botocore Stubber): the Stubber answers in place of SageMaker and
+    checks every request against the API model; every queued answer must have been asked for."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.Session(region_name="eu-west-1", aws_access_key_id="testing",
+                           aws_secret_access_key="testing").client("sagemaker")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()

@@ -6,12 +6,12 @@ tests/images/test_sagemaker_local.py."""
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
 from pipelines.definition import PipelineError
 from pipelines.deploy import deploy, smoke_test
+from tests.sagemaker_api import stubbed_sagemaker
 
 GROUP = "image-classifier"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerEndpoints"
@@ -21,11 +21,8 @@ ENDPOINT_ARN = "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/x"
 
 @pytest.fixture
 def sagemaker():
-    client = boto3.Session(region_name="eu-west-1", aws_access_key_id="testing",
-                           aws_secret_access_key="testing").client("sagemaker")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+    with stubbed_sagemaker() as stubbed:
+        yield stubbed
 
 
 def expect_package(stubber, status):

@@ -17,7 +17,7 @@ from botocore.stub import ANY
 from pipelines.__main__ import main
 from pipelines.definition import REFERENCE, PipelineError, load_pipeline
 from pipelines.export import LOCAL_ONLY, RETRAIN_PREFIX, Target, export_definition
-from tests.sagemaker_api import request_errors
+from tests.sagemaker_api import request_errors, stubbed_sagemaker
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -347,14 +347,8 @@ MODEL = "s3://example-bucket/mlops/training/run3/train/model.tar.gz"
 
 @pytest.fixture
 def sagemaker():
-    import boto3
-    from botocore.stub import Stubber
-
-    client = boto3.Session(region_name="eu-west-1", aws_access_key_id="testing",
-                           aws_secret_access_key="testing").client("sagemaker")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
+    with stubbed_sagemaker() as stubbed:
+        yield stubbed
 
 
 def package(arn, status, metadata):
