@@ -68,12 +68,19 @@ def sdk_environment():
                         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
             saved = {k: os.environ.get(k) for k in settings}
             os.environ.update(settings)
+            # the SDK gives a model server two minutes to answer /ping; on a saturated machine a
+            # cold container (torch imported, the model loaded) can take longer
+            from sagemaker.local import entities
+
+            health_limit, entities.HEALTH_CHECK_TIMEOUT_LIMIT = \
+                entities.HEALTH_CHECK_TIMEOUT_LIMIT, 600
             try:
                 from pipelines.aws import _quiet_sdk
 
                 _quiet_sdk()
                 yield
             finally:
+                entities.HEALTH_CHECK_TIMEOUT_LIMIT = health_limit
                 for key, value in saved.items():
                     if value is None:
                         os.environ.pop(key, None)
@@ -89,20 +96,33 @@ def sdk_environment():
                 podman("rm", "-f", *sorted(left), check=False)
 
 
+def local_session(kind="pipeline"):
+    """An SDK local session serving models on a free port of its own: the SDK's default, 8080, may
+    be taken (another server, a container some earlier run left behind), and the SDK then gives up
+    with "endpoint didn't launch correctly" after two minutes."""
+    from sagemaker.local import LocalSession
+    from sagemaker.workflow.pipeline_context import LocalPipelineSession
+
+    from pipelines.server import free_port
+
+    session = LocalPipelineSession() if kind == "pipeline" else LocalSession()
+    local = {"serving_port": free_port(), **({"local_code": True} if kind == "endpoint" else {})}
+    session.config = {"local": local}  # the setter hands the port to the runtime client too
+    return session
+
+
 def local_images(images):
     return {c: f"localhost/{ref}" for c, ref in images.items()}
 
 
 def training_pipeline(images, input_data, output):
-    from sagemaker.workflow.pipeline_context import LocalPipelineSession
-
     from pipelines.definition import load_pipeline
     from pipelines.export import Exporter, Target
 
     target = Target(local_images(images), ROLE, output, "eu-west-1",
                     {"input_data": input_data, "epochs": "3", "explain_images": "8"}, local=True)
     return Exporter(load_pipeline(ROOT / "pipelines" / "training.yaml"), target,
-                    LocalPipelineSession()).export()
+                    local_session()).export()
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +207,6 @@ def read(s3, key) -> bytes:
 def test_the_algorithm_image_deployed_in_the_sdks_local_mode_passes_the_smoke_test(
         training_run, bucket, images, digits_folder, tmp_path):
     from sagemaker.deserializers import JSONDeserializer
-    from sagemaker.local import LocalSession
     from sagemaker.model import Model
     from sagemaker.predictor import Predictor
     from sagemaker.serializers import IdentitySerializer
@@ -199,8 +218,7 @@ def test_the_algorithm_image_deployed_in_the_sdks_local_mode_passes_the_smoke_te
     model_dir = tmp_path / "model"  # the SDK mounts the tarball's folder: only the model in it
     model_dir.mkdir()
     (model_dir / "model.tar.gz").write_bytes(read(bucket, trained))
-    session = LocalSession()
-    session.config = {"local": {"local_code": True}}
+    session = local_session("endpoint")
     samples = tmp_path / "samples"  # two images of each digit
     for label in sorted(digits_folder.iterdir()):
         (samples / label.name).mkdir(parents=True)
@@ -223,8 +241,6 @@ def test_the_exported_batch_pipeline_runs_in_the_sdks_local_mode(training_run, b
                                                                  digits_folder):
     """Model creation, Batch Transform, the drift test, explanations and the drift condition, on
     the model and detector the training run wrote (as `start` would pass them)."""
-    from sagemaker.workflow.pipeline_context import LocalPipelineSession
-
     from pipelines.definition import load_pipeline
     from pipelines.export import Exporter, Target
 
@@ -235,7 +251,7 @@ def test_the_exported_batch_pipeline_runs_in_the_sdks_local_mode(training_run, b
                      "detector": f"s3://{BUCKET}/{run}/drift_reference/detector",
                      "explain_images": "4"}, local=True)
     pipeline = Exporter(load_pipeline(ROOT / "pipelines" / "batch_inference.yaml"), target,
-                        LocalPipelineSession()).export()
+                        local_session()).export()
     pipeline.create(role_arn=ROLE)
     execution = pipeline.start()
     steps = {s["StepName"]: s for s in execution.list_steps()["PipelineExecutionSteps"]}
