@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from shared.data import DatasetFormatError, ProcessedDataset
+from shared.data.images import load_square_array
 from shared.errors import MissingInputError
 from shared.models import ImageClassifier, ModelConfig, load_artifact
 from shared.sagemaker import JobError
+
+
+def decode_for(config: ModelConfig, sources: list[bytes | Path]) -> np.ndarray:
+    """Encoded images as the model takes them (decoded, fitted to its input size with its resize
+    policy): N x size x size x 3 uint8. ImageDecodeError names what is wrong with a bad one."""
+    return np.stack([load_square_array(s, config.input_size, config.resize_policy)
+                     for s in sources])
 
 
 def open_model(path: Path) -> ImageClassifier:

@@ -120,6 +120,7 @@ def load_rgb(
         image.load()
         upright = _to_rgb(ImageOps.exif_transpose(image)).copy()
         upright.info["stored_size"] = (width, height)  # before draft scaling, for reports
+        upright.info["format"] = image.format  # what the bytes are, whatever a file is named
         return upright
 
 
