@@ -9,7 +9,9 @@
 4. -> model v2, pending approval;
 5. the same corrupted images again while v2 waits: drift, but no second retraining (the guard);
 6. v2 approved; batch inference on the corrupted images with v2: accuracy recovers, and no drift
-   against v2's reference: the loop has converged.
+   against v2's reference: the loop has converged;
+7. optionally (`--label-studio-tasks N`), stage 3's drifted images as Label Studio tasks,
+   pre-labelled by v1: where people would label the data that step 3 here takes as given.
 Each registered version waits in PendingManualApproval; the demo approves v1 and v2 explicitly (as
 a reviewer would with `python -m pipelines approve`), and the batch runs, given no model, use the
 latest approved version.
@@ -115,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--explain-images", type=int, default=40)
+    parser.add_argument("--label-studio-tasks", type=int, default=0, metavar="N",
+                        help="end by exporting the N least confident drifted images of stage 3"
+                             " as Label Studio tasks (python -m labelling), into <out>/label-studio")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     if out.exists():
@@ -177,13 +182,22 @@ def main(argv: list[str] | None = None) -> dict:
               "6-recovered")
     else:
         print(f"no retraining: {stages[-1]['retraining']}")
+    tasks = None
+    if args.label_studio_tasks:
+        from labelling.tasks import export_tasks
+
+        tasks = export_tasks(drifted.run_dir, out / "label-studio", how="drifted",
+                             max_tasks=args.label_studio_tasks)
+        print(f"\nLabel Studio tasks: {tasks['tasks']} drifted images pre-labelled by"
+              f" {tasks['model_version']} in {out / 'label-studio'} (images served from"
+              f" {tasks['document_root']}; see README, 'Humans in the loop')")
     report = write_report(out, stages, timings, versions, time.monotonic() - started)
     print(f"\n{'stage':<58}{'model':<7}{'accuracy':>9}{'drift':>7}{'p-value':>9}")
     for s in stages:
         print(f"{s['stage']:<58}{s['model']:<7}{_fmt(s['accuracy']):>9}{_fmt(s['drift']):>7}"
               f"{_fmt(s['p_value']):>9}")
     print(f"\nreport: {report}")
-    return {"stages": stages, "report": report}
+    return {"stages": stages, "report": report, "label_studio_tasks": tasks}
 
 
 def _fmt(value, digits=4) -> str:

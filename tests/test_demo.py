@@ -3,6 +3,7 @@ accuracy recovering after drift-triggered retraining."""
 
 import json
 
+import numpy as np
 import pytest
 
 from pipelines import demo
@@ -11,7 +12,8 @@ from pipelines import demo
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    result = demo.main(["--out", str(out), "--epochs", "3", "--explain-images", "8"])
+    result = demo.main(["--out", str(out), "--epochs", "3", "--explain-images", "8",
+                        "--label-studio-tasks", "15"])
     return out, {s["stage"][:2]: s for s in result["stages"]}, result["report"]
 
 
@@ -65,3 +67,33 @@ def test_report_has_the_stage_table_and_plots(demo_run):
     assert "| stage | model | accuracy | drift | p-value |" in text
     assert f"{stages['3.']['accuracy']:.4f}" in text
     assert "confusion_matrix.png" in text and "drift" in text and "index.html" in text
+
+
+def test_the_demo_ends_with_the_drifted_images_as_pre_labelled_label_studio_tasks(demo_run):
+    out, _, _ = demo_run
+    tasks = json.loads((out / "label-studio" / "tasks.json").read_text())
+    assert len(tasks) == 15
+    predictions = {}
+    for line in (out / "runs" / "3-drifted" / "report" / "output" / "predictions.jsonl"
+                 ).read_text().splitlines():
+        row = json.loads(line)
+        predictions[row["id"]] = row
+    report = out / "runs" / "3-drifted" / "drift" / "opt_ml" / "processing" / "output" / "report"
+    drift = json.loads((report / "drift.json").read_text())
+    assert drift["drift"] and drift["windows_with_drift"]
+    names = [str(n) for n in np.load(report / "features.npz")["names"]]
+    drifted = {n for w in drift["windows"] if w["drift"] for n in names[w["start"]:w["end"]]}
+    for task in tasks:
+        image_id = task["data"]["image_id"]
+        assert task["data"]["image"] == f"/data/local-files/?d={image_id}"
+        assert (out / "data" / "production-drifted" / image_id).is_file()  # the document root
+        [prediction] = task["predictions"]
+        assert prediction["model_version"] == "digits-v1"
+        assert prediction["result"][0]["value"]["choices"] == [predictions[image_id]["prediction"]]
+        assert prediction["score"] == predictions[image_id]["probability"]
+        assert image_id in drifted
+    scores = [t["predictions"][0]["score"] for t in tasks]
+    chosen = {t["data"]["image_id"] for t in tasks}
+    assert scores == sorted(scores) and max(scores) <= min(  # the least confident drifted ones
+        predictions[n]["probability"] for n in drifted - chosen)
+    assert "<Choice value=\"9\"/>" in (out / "label-studio" / "label_config.xml").read_text()
