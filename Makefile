@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-lock
 DEMO_DIR ?= demo-output
 
-.PHONY: venv test demo bench lock lint audit clean
+.PHONY: venv test demo bench lock lint audit clean label-studio test-labelling app test-browser
 
 venv: $(INSTALLED) $(VENV)/.installed-project
 
@@ -24,10 +24,10 @@ $(VENV)/.installed-project: $(INSTALLED) pyproject.toml
 	touch $@
 
 test: venv
-	$(PY) -m pytest -q --ignore=tests/images
+	$(PY) -m pytest -q --ignore=tests/images --ignore=tests/labelling --ignore=tests/browser
 
 demo: venv
-	$(PY) -m pipelines.demo --out $(DEMO_DIR)
+	$(PY) -m pipelines.demo --out $(DEMO_DIR) $(DEMO_FLAGS)
 
 # Every benchmark in bench/ plus `make demo`, timed per step; writes BENCHMARKS.md (about 15 minutes on
 # 2 cores). Not part of `make test` or CI.
@@ -124,6 +124,29 @@ export-pipelines: $(if $(filter $(EXPORT_VENV)/bin/python,$(EXPORT_PY)),$(EXPORT
 		"ARN) and PIPELINE_S3 (s3://bucket/prefix) for the exported pipelines" >&2; exit 2; }
 	$(EXPORT) pipelines/training.yaml --out training-pipeline.json
 	$(EXPORT) pipelines/batch_inference.yaml --out batch-inference-pipeline.json
+
+# The human-in-the-loop path against a real Label Studio server, installed in an environment of its
+# own (labelling/label-studio-requirements.txt; never in the lock).
+LABEL_STUDIO_VENV ?= build/label-studio-venv
+$(LABEL_STUDIO_VENV)/.installed: labelling/label-studio-requirements.txt
+	rm -rf $(LABEL_STUDIO_VENV)
+	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet -r $<
+	touch $@
+
+label-studio: $(LABEL_STUDIO_VENV)/.installed
+
+test-labelling: venv label-studio
+	LABEL_STUDIO_VENV=$(abspath $(LABEL_STUDIO_VENV)) $(PY) -m pytest -q tests/labelling
+
+# The Streamlit app (python -m app): predict, explain, review runs, approve versions.
+app: venv
+	$(PY) -m app $(APP_FLAGS)
+
+# The app in Debian's headless Chromium; the screenshot stays in build/browser-artifacts/.
+test-browser: venv
+	tests/browser/install.sh
+	BROWSER_ARTIFACTS=$(abspath build/browser-artifacts) $(PY) -m pytest -q tests/browser
 
 hadolint: venv
 	$(VENV)/bin/hadolint images/*/Dockerfile

@@ -9,7 +9,7 @@ from shared.attribution.batching import auto_internal_batch_size
 from shared.attribution.completeness import COMPLETENESS_FLOOR, COMPLETENESS_TOLERANCE
 from shared.attribution.integrated import Attributions, Explainer, IGSettings, explained_function
 from shared.attribution.maps import ClassMeanMaps, attribution_map, mass_fraction, normalised_map
-from shared.attribution.render import save_heatmap
+from shared.attribution.render import heatmap_png, save_heatmap
 from shared.attribution.store import KEY_RULE, NpzWriter, attribution_key, image_id_of
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "auto_internal_batch_size",
     "explained_function",
     "gaussian_blur",
+    "heatmap_png",
     "image_id_of",
     "make_baselines",
     "mass_fraction",

@@ -8,6 +8,8 @@ Small images are shown with nearest-neighbour scaling, so pixels stay pixels.
 
 from __future__ import annotations
 
+import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +51,7 @@ class _HeatmapFigure:
         self.image_axes.set_title("original")
         self.fig.tight_layout()
 
-    def draw(self, path: Path, image: np.ndarray, m: np.ndarray, title: str,
-             image_title: str) -> Path:
+    def draw(self, image: np.ndarray, m: np.ndarray, title: str, image_title: str) -> None:
         limit = symmetric_limit(m)
         self.image.set_data(image)
         self.signed.set_data(m)
@@ -60,10 +61,21 @@ class _HeatmapFigure:
         self.magnitude.set_clim(0, limit)
         self.image_axes.set_title(image_title)
         self.title.set_text(title)
-        return write_atomic(Path(path), lambda tmp: self.fig.savefig(tmp, dpi=DPI, format="png"))
+
+    def save(self, target: Path | io.BytesIO) -> None:
+        self.fig.savefig(target, dpi=DPI, format="png")
 
 
 _figures: dict[tuple[int, int], _HeatmapFigure] = {}  # by image shape, for this process
+# A figure is redrawn in place: threads that share the process (the Streamlit app's sessions) take
+# turns, so no PNG mixes two images' data.
+_drawing = threading.Lock()
+
+
+def _figure(shape: tuple[int, int]) -> _HeatmapFigure:
+    if shape not in _figures:
+        _figures[shape] = _HeatmapFigure(shape)
+    return _figures[shape]
 
 
 def save_heatmap(path: Path, image: np.ndarray, values: np.ndarray, title: str,
@@ -73,7 +85,18 @@ def save_heatmap(path: Path, image: np.ndarray, values: np.ndarray, title: str,
     `signed_map` (H x W) replaces the channel sum of `values` when given (per-class mean maps).
     """
     m = attribution_map(values) if signed_map is None else np.asarray(signed_map, np.float32)
-    shape = m.shape[:2]
-    if shape not in _figures:
-        _figures[shape] = _HeatmapFigure(shape)
-    return _figures[shape].draw(path, image, m, title, image_title)
+    with _drawing:
+        figure = _figure(m.shape[:2])
+        figure.draw(image, m, title, image_title)
+        return write_atomic(Path(path), figure.save)
+
+
+def heatmap_png(image: np.ndarray, values: np.ndarray, title: str) -> bytes:
+    """The same three-panel picture as `save_heatmap`, as PNG bytes (for an app to show)."""
+    m = attribution_map(values)
+    buffer = io.BytesIO()
+    with _drawing:
+        figure = _figure(m.shape[:2])
+        figure.draw(image, m, title, "original")
+        figure.save(buffer)
+    return buffer.getvalue()
