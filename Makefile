@@ -143,9 +143,10 @@ test-labelling: venv label-studio
 app: venv
 	$(PY) -m app $(APP_FLAGS)
 
-# The app in Debian's headless Chromium; the screenshot stays in build/browser-artifacts/.
+# The app in Debian's headless Chromium (and its WebDriver, whose path Selenium is given: nothing
+# is looked up or downloaded at test time); the screenshot stays in build/browser-artifacts/.
 test-browser: venv
-	tests/browser/install.sh
+	images/apt-install.sh chromium chromium-driver
 	BROWSER_ARTIFACTS=$(abspath build/browser-artifacts) $(PY) -m pytest -q tests/browser
 
 hadolint: venv

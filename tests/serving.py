@@ -1,5 +1,5 @@
 """The tests start the real server through the same helper the pipeline runner uses."""
 
-from pipelines.server import free_port, request, running_server
+from pipelines.server import free_port, request, running_server, stop_process
 
-__all__ = ["free_port", "request", "running_server"]
+__all__ = ["free_port", "request", "running_server", "stop_process"]

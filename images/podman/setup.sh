@@ -13,16 +13,8 @@ mkdir -p "$STATE"
 
 # podman-docker and docker-compose: the Docker CLI and compose that the SageMaker SDK's local mode
 # drives (tests/images/test_sagemaker_local.py)
-packages=(podman runc debootstrap docker-registry fuse-overlayfs uidmap podman-docker docker-compose)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    echo "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+images/apt-install.sh podman runc debootstrap docker-registry fuse-overlayfs uidmap podman-docker \
+    docker-compose
 
 # crun fails on this cgroup layout; higher nproc limits than these are refused.
 mkdir -p /etc/containers/containers.conf.d /etc/containers/registries.conf.d

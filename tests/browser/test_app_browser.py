@@ -21,7 +21,7 @@ import pytest
 
 from pipelines.registry import Registry
 from tests.app_support import digit_png, train_digits_model
-from tests.serving import free_port
+from tests.serving import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -66,12 +66,7 @@ def running_app(tmp_path: Path) -> Iterator[int]:
         wait_until_healthy(port, proc, log)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

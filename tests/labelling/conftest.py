@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.server import free_port
+from tests.serving import free_port
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "0123456789abcdef0123456789abcdef01234567"  # Label Studio wants 40 characters
@@ -96,12 +96,3 @@ def start_backend(args: list[str], log: Path) -> tuple[str, subprocess.Popen]:
 
     wait_until(up, "the ML backend's start-up", process, log, 300)
     return found[0], process
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

@@ -18,7 +18,8 @@ import pytest
 
 from pipelines import demo
 from pipelines.registry import PENDING, Registry
-from tests.labelling.conftest import start_backend, start_label_studio, stop, wait_until
+from tests.labelling.conftest import start_backend, start_label_studio, wait_until
+from tests.serving import stop_process
 
 TASKS = 20  # pre-labelled by the batch run
 LABELLED, AMBIGUOUS, CANCELLED = 10, 1, 1  # the people's annotations
@@ -141,5 +142,5 @@ def test_drifted_images_go_to_label_studio_and_their_labels_retrain_the_model(lo
             copy = folder / truth[i] / f"{i}-{original.name}"
             assert copy.read_bytes() == original.read_bytes()
     finally:
-        stop(backend)
-        stop(server)
+        stop_process(backend)
+        stop_process(server, timeout=60)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Debian's Chromium and its WebDriver for the browser test (`make test-browser`); run as root.
-# Selenium is given the driver's path, so nothing is looked up or downloaded at test time.
+# Installs those of the named Debian packages that are not installed yet (without recommends).
+# Run as root; the package index is fetched only when something is missing.
 set -euo pipefail
 missing=()
-for package in chromium chromium-driver; do
+for package in "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
 done
 if ((${#missing[@]})); then
