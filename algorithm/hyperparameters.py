@@ -26,6 +26,11 @@ class Hyperparameters:
     optimizer: str = setting("adamw", help="optimizer", choices=OPTIMIZERS, tunable=True)
     learning_rate: float = setting(1e-3, help="peak learning rate", min=0.0, max=10.0,
                                    tunable=True)
+    lr_finder: bool = setting(False, help="sweep the learning rate first (Lightning's finder,"
+                                          " 1e-6 to 1) and train at its suggestion instead of"
+                                          " learning_rate; the curve is in output/data")
+    lr_finder_steps: int = setting(100, help="optimiser steps the learning-rate sweep takes",
+                                   min=10, max=10_000)
     weight_decay: float = setting(1e-4, help="L2 / decoupled weight decay", min=0.0, max=1.0,
                                   tunable=True)
     momentum: float = setting(0.9, help="momentum for sgd and rmsprop", min=0.0, max=1.0,

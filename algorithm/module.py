@@ -16,6 +16,7 @@ class Classifier(pl.LightningModule):
         super().__init__()
         self.classifier = classifier
         self.hp = hp
+        self.learning_rate = hp.learning_rate  # the learning-rate finder may set another
         num_classes = classifier.config.num_classes
         self.loss = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
         self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
@@ -50,7 +51,7 @@ class Classifier(pl.LightningModule):
     def configure_optimizers(self):
         hp = self.hp
         params = self.classifier.network.parameters()
-        lr, wd = hp.learning_rate, hp.weight_decay
+        lr, wd = self.learning_rate, hp.weight_decay
         optimizer = {
             "adam": lambda: torch.optim.Adam(params, lr=lr, weight_decay=wd),
             "adamw": lambda: torch.optim.AdamW(params, lr=lr, weight_decay=wd),

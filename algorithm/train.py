@@ -29,6 +29,7 @@ from algorithm.callbacks import (
 from algorithm.data import ProcessedDataModule
 from algorithm.evaluation import multiclass_report, plot_confusion_matrix, predict
 from algorithm.hyperparameters import Hyperparameters
+from algorithm.lr_finder import find_learning_rate
 from algorithm.module import Classifier
 from shared.atomic import write_json_atomic
 from shared.choices import RESIZE_POLICIES
@@ -216,6 +217,9 @@ def run() -> None:
     # Lightning stops at the end of a batch on SIGTERM by itself: it must not be interrupted mid-step.
     with sigterm_deferred():
         try:
+            if hp.lr_finder:
+                find_learning_rate(trainer, module, data, hp.lr_finder_steps, hp.learning_rate,
+                                   paths.output_data, paths.checkpoints)
             trainer.fit(module, datamodule=data, ckpt_path=resume, weights_only=True)
         except SIGTERMException:
             raise JobInterrupted(

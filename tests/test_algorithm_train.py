@@ -5,6 +5,7 @@ import re
 import subprocess
 
 import pytest
+import torch
 from PIL import Image
 
 from shared.models import load_artifact, write_tarball
@@ -116,6 +117,7 @@ def test_warm_start_with_other_classes_needs_reinitialize_head(trained_job, tmp_
     ("bad_choice", "lr_scheduler='linear' is not allowed; valid choices: none, cosine, step"),
     ("bad_model", "unknown timm architecture 'resnet_10t'"),
     ("class_mismatch", "class lists differ between channels"),
+    ("lr_finder_ddp", "lr_finder=true runs in one training process"),
 ])
 def test_bad_input_fails_with_a_reason_in_output_failure(processed_small, tmp_path, case,
                                                          expected):
@@ -129,6 +131,8 @@ def test_bad_input_fails_with_a_reason_in_output_failure(processed_small, tmp_pa
         hp["lr_scheduler"] = "linear"
     if case == "bad_model":
         hp["model_name"] = "resnet_10t"
+    if case == "lr_finder_ddp":
+        hp.update(lr_finder="true", processes_per_host="2")
     base = training_job(tmp_path / "opt_ml", processed_small, hp, channels)
     if case == "class_mismatch":
         classes = base / "input" / "data" / "validation"
@@ -141,3 +145,29 @@ def test_bad_input_fails_with_a_reason_in_output_failure(processed_small, tmp_pa
     assert result.returncode != 0
     assert expected in (base / "output" / "failure").read_text()
     assert not (base / "model" / "model.json").exists()
+
+
+def test_the_learning_rate_finder_sweeps_plots_and_trains_at_its_suggestion(processed_small,
+                                                                            tmp_path):
+    hp = {**TRAIN_HYPERPARAMETERS, "epochs": "1", "lr_finder": "true", "lr_finder_steps": "30"}
+    base = training_job(tmp_path / "opt_ml", processed_small, hp)
+    result = run_entrypoint("algorithm", "train", base=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((base / "output" / "data" / "lr_finder.json").read_text())
+    assert 5 <= record["steps"] <= 30 and record["lr"] == sorted(record["lr"])
+    assert record["suggestion"] is not None and 1e-6 <= record["used"] <= 1.0
+    assert record["used"] == record["suggestion"]
+    assert (base / "output" / "data" / "lr_finder.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"training at {record['used']:.3g}" in result.stderr
+
+    def initial_rate() -> float:  # what the optimiser was built with (the schedule's peak)
+        state = torch.load(base / "checkpoints" / "last.ckpt", weights_only=True)
+        return state["optimizer_states"][0]["param_groups"][0]["initial_lr"]
+
+    assert initial_rate() == pytest.approx(record["used"])
+    # a resumed job trains on at the rate found before, without sweeping again
+    write_json(base / "input" / "config" / "hyperparameters.json", {**hp, "epochs": "2"})
+    resumed = run_entrypoint("algorithm", "train", base=base)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming with the rate found before" in resumed.stderr
+    assert initial_rate() == pytest.approx(record["used"])
