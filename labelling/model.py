@@ -15,8 +15,8 @@ from shared.models.artifact import load_config
 
 def model_version(path: Path) -> str:
     """`<name>-v<N>` for a registry version's model (`<registry>/<name>/v<N>/model`), otherwise
-    the folder's name and a digest of its config: stable for the same model, so Label Studio does
-    not ask again for tasks it already holds this version's predictions of."""
+    the artifact's name and a digest of its files: stable for the same model, so Label Studio
+    does not ask again for tasks it already holds this version's predictions of."""
     path = Path(path).resolve()
     version = path.parent if path.name == "model" else path
     if version.name[1:].isdigit() and version.name.startswith("v"):

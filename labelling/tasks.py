@@ -121,7 +121,7 @@ def export_tasks(run_dir: Path, out: Path, *, how: str = "drifted", max_tasks: i
         image = run.input_data / row["id"]
         url = prefixed_url(image, run.input_data, url_prefix) if url_prefix else (
             local_files_url(image, root))
-        tasks.append({"data": {"image": url, "image_id": row["id"], "run": str(run.folder)},
+        tasks.append({"data": {"image": url, "image_id": row["id"], "run": str(run.folder.resolve())},
                       "predictions": [{"model_version": version, "score": row["probability"],
                                        "result": choice_result(row["prediction"])}]})
     with published_folder(Path(out)) as staged:
