@@ -13,17 +13,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from labelling.annotations import import_annotations
+from pipelines.retrain import RunPipeline
 from shared.atomic import write_json_atomic
 from shared.errors import UserError
 
 log = logging.getLogger(__name__)
 TRAINING = Path(__file__).resolve().parent.parent / "pipelines" / "training.yaml"
-RunPipeline = Callable[[Path, dict[str, str], Path], Any]  # (definition, params, run dir) -> result
 
 
 def run_training_pipeline(definition: Path, params: dict[str, str], run_dir: Path) -> Any:
@@ -123,13 +122,14 @@ class Trainer:
             params = {**self.params, "extra_data": str(labels), "reference_data": str(labels)}
             log.info("training %d: %s; running the training pipeline", number, report.summary())
             result = self.run_pipeline(self.definition, params, Path(training["run_dir"]))
-            if not result.ok:
-                failed = next(s for s in result.steps if s.state == "failed")
+            if (failed := result.failed_step) is not None:
                 raise UserError(f"the training pipeline failed at {failed.name}: {failed.detail}")
-            registered = result.state("register") == "completed"
+            gate = result.held_by
             training.update(state="completed", detail=(
                 f"registered {result.outputs('register')['version_dir']}, pending approval"
-                if registered else "trained, but the gate held the candidate back"))
+                if result.state("register") == "completed" else
+                "trained, but the gate held the candidate back"
+                + (f" ({gate.name}: {gate.detail})" if gate else "")))
         except Exception as exc:  # the backend keeps serving; the record says why
             log.exception("training %d failed", number)
             training.update(state="failed", detail=str(exc))

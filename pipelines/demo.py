@@ -79,8 +79,7 @@ def run(definition: str, params: dict[str, object], run_dir: Path) -> RunResult:
     result = Runner(pipeline, {k: str(v) for k, v in params.items() if v is not None},
                     run_dir).run()
     print(result.summary(), flush=True)
-    if not result.ok:
-        failed = next(s for s in result.steps if s.state == "failed")
+    if (failed := result.failed_step) is not None:
         sys.exit(f"the {definition} pipeline failed at {failed.name}: {failed.detail}")
     return result
 

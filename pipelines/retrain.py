@@ -46,12 +46,11 @@ def retrain(step: Step, spec: dict[str, Any], source: Path, step_dir: Path,
             " not retraining again until a version is approved")
     definition = (Path(source).parent / str(spec.get("definition", "training.yaml"))).resolve()
     result = run_pipeline(definition, params, step_dir / "run")
-    if not result.ok:
-        failed = next(s for s in result.steps if s.state == "failed")
+    if (failed := result.failed_step) is not None:
         raise PipelineError(f"step {step.name}: the retraining run failed at {failed.name}:"
                             f" {failed.detail}")
     if result.state("register") != "completed":
-        gate = next((s for s in result.steps if s.state == "condition-false"), None)
+        gate = result.held_by
         return {"run_dir": step_dir / "run"}, "completed", (
             "retrained, but the gate held the candidate back"
             + (f" ({gate.name}: {gate.detail})" if gate else ""))

@@ -42,7 +42,16 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not any(s.state == "failed" for s in self.steps)
+        return self.failed_step is None
+
+    @property
+    def failed_step(self) -> StepResult | None:
+        return next((s for s in self.steps if s.state == "failed"), None)
+
+    @property
+    def held_by(self) -> StepResult | None:
+        """The condition that held the steps after it back (a gate), if one did."""
+        return next((s for s in self.steps if s.state == "condition-false"), None)
 
     def outputs(self, step: str) -> dict[str, Path]:
         return next(s.outputs for s in self.steps if s.name == step)

@@ -19,6 +19,7 @@ from labelling.images import local_files_url, read_image
 from labelling.model import LabellingModel
 from labelling.tasks import BatchRun, select
 from labelling.training import Trainer
+from pipelines.runner import RunResult, StepResult
 from shared.errors import UserError
 from tests.serving import request
 
@@ -143,9 +144,9 @@ def backend_server(model, digits_folder, tmp_path):
 
     def run_pipeline(definition, params, run_dir):
         runs.append(params)
-        register = SimpleNamespace(name="register", state="completed")
-        return SimpleNamespace(ok=True, steps=[register], state=lambda _: "completed",
-                               outputs=lambda _: {"version_dir": tmp_path / "registry" / "v2"})
+        register = StepResult("register", "completed",
+                              outputs={"version_dir": tmp_path / "registry" / "v2"})
+        return RunResult("training", run_dir, [register])
 
     trainer = Trainer(tmp_path / "work", model.classes, {"input_data": str(digits_folder)},
                       threshold=2, document_root=digits_folder, run_pipeline=run_pipeline)

@@ -140,9 +140,10 @@ def test_the_retrain_guard_holds_while_a_retrained_version_is_pending_or_rejecte
     in_use = v1.folder / "model"
     calls = []
 
-    class Ran:
+    class Ran:  # a training run that registered a version
         ok = True
         steps = []
+        failed_step = held_by = None
 
         def state(self, name):
             return "completed"
