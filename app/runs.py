@@ -10,27 +10,17 @@ status files.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.run_folder import StepStatus, read_json, read_steps
 from shared.errors import UserError
 from shared.evaluation import accuracy_of
 
 
 class RunFolderError(UserError):
     """A folder that is not a pipeline run; the message says what was expected."""
-
-
-@dataclass(frozen=True)
-class StepStatus:
-    name: str
-    state: str
-    seconds: float | None
-    started: float | None
-    detail: str
-    outputs: dict[str, Path]
 
 
 @dataclass(frozen=True)
@@ -69,43 +59,6 @@ def list_runs(root: Path) -> list[Path]:
     return sorted(runs, key=lambda p: (p / "run.json").stat().st_mtime, reverse=True)
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _step(folder: Path, name: str, status: dict[str, Any]) -> StepStatus:
-    outputs = {}
-    for key, value in (status.get("outputs") or {}).items():
-        if value is None:
-            continue
-        path = Path(value)
-        if not path.exists():  # the run folder was moved: the same output, under its new place
-            path = folder / name / "opt_ml" / "processing" / "output" / key
-        outputs[key] = path
-    return StepStatus(name, str(status.get("state", "unknown")), status.get("seconds"),
-                      status.get("started"), str(status.get("detail") or ""), outputs)
-
-
-def read_steps(folder: Path) -> list[StepStatus]:
-    """Every step with a status file, in the order they started (steps not yet done: last)."""
-    steps = []
-    for status_file in folder.glob("*/status.json"):
-        status = _json(status_file)
-        if status is not None:
-            steps.append(_step(folder, status_file.parent.name, status))
-    summary = _json(folder / "summary.json") or {}
-    for entry in summary.get("steps") or []:  # steps that never ran (skipped) have no folder
-        if entry.get("name") not in {s.name for s in steps}:
-            steps.append(StepStatus(entry["name"], entry.get("state", "unknown"),
-                                    entry.get("seconds"), entry.get("started"),
-                                    entry.get("detail") or "", {}))
-    return sorted(steps, key=lambda s: (s.started is None, s.started or 0.0, s.name))
-
-
 def _first(folders: list[Path], pattern: str) -> Path | None:
     for folder in folders:
         found = sorted(folder.glob(pattern)) if folder.is_dir() else []
@@ -115,7 +68,7 @@ def _first(folders: list[Path], pattern: str) -> Path | None:
 
 
 def _gallery(summary_file: Path) -> list[GalleryImage]:
-    summary = _json(summary_file) or {}
+    summary = read_json(summary_file) or {}
     images = []
     for record in summary.get("images") or []:
         overlay = record.get("overlay")
@@ -130,23 +83,23 @@ def _gallery(summary_file: Path) -> list[GalleryImage]:
 
 def read_run(folder: Path) -> RunReport:
     folder = Path(folder)
-    run = _json(folder / "run.json")
+    run = read_json(folder / "run.json")
     if run is None:
         raise RunFolderError(f"{folder} is not a pipeline run folder (it has no run.json): pick a"
                              " folder that `python -m pipelines run` wrote")
-    summary = _json(folder / "summary.json")
+    summary = read_json(folder / "summary.json")
     steps = read_steps(folder)
     report = RunReport(folder, str(run.get("pipeline", folder.name)), run.get("parameters") or {},
                        steps, summary is not None, None if summary is None else bool(summary.get("ok")))
     outputs = [path for s in steps for path in s.outputs.values()]
     evaluation = _first(outputs, "evaluation.json")
     if evaluation is not None and evaluation.parent.name == "evaluation":
-        report.evaluation = _json(evaluation)
+        report.evaluation = read_json(evaluation)
         png = evaluation.parent / "confusion_matrix.png"
         report.confusion_matrix_png = png if png.is_file() else None
     drift = _first(outputs, "drift.json")
     if drift is not None:
-        report.drift = _json(drift)
+        report.drift = read_json(drift)
         plot = drift.parent / str((report.drift or {}).get("plot") or "drift.png")
         report.drift_png = plot if plot.is_file() else None
     explanations = _first([s.outputs["explanations"] for s in steps if "explanations" in s.outputs],
@@ -155,7 +108,7 @@ def read_run(folder: Path) -> RunReport:
         report.gallery = _gallery(explanations)
     batch = _first([s.outputs["report"] for s in steps if "report" in s.outputs], "report.json")
     if batch is not None:
-        report.batch_report = _json(batch)
+        report.batch_report = read_json(batch)
     report.registered = [s.outputs["version_dir"] for s in steps if "version_dir" in s.outputs
                          and s.outputs["version_dir"].is_dir()]
     return report

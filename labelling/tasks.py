@@ -19,6 +19,7 @@ import numpy as np
 from labelling.config import choice_result, label_config
 from labelling.images import local_files_url, prefixed_url
 from labelling.model import model_version
+from pipelines.run_folder import read_steps
 from shared.atomic import published_folder, write_json_atomic, write_text_atomic
 from shared.errors import UserError
 from shared.models.artifact import load_config
@@ -46,13 +47,11 @@ class BatchRun:
                             " folder of a batch-inference run")
         run = json.loads((folder / "run.json").read_text())
         outputs = {}
-        for status in folder.glob("*/status.json"):
-            state = json.loads(status.read_text())
-            if state.get("state") in ("completed", "reused"):
-                for name, value in (state.get("outputs") or {}).items():
-                    kind = _kind(name, Path(value)) if isinstance(value, str) else None
-                    if kind:
-                        outputs[kind] = Path(value)
+        for step in read_steps(folder):
+            if step.state in ("completed", "reused"):
+                for name, path in step.outputs.items():
+                    if kind := _kind(name, path):
+                        outputs[kind] = path
         if "predictions" not in outputs or "model" not in outputs:
             raise UserError(f"{folder} holds no completed batch-inference report (predictions"
                             " and the model): run the batch pipeline to its report step first")
