@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 
 from pipelines.registry import Registry
 from tests.app_support import digit_png, train_digits_model
-from tests.serving import free_port, stop_process
+from tests.serving import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,21 +31,13 @@ PREDICTION_SECONDS = 90  # the first prediction imports torch and loads the mode
 DIGIT = 1234
 
 
-
-def wait_until_healthy(port: int, proc: subprocess.Popen, log: Path) -> None:
-    """Poll Streamlit's health endpoint until it answers, the process dies or time runs out."""
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"python -m app exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)  # between polls; the event itself is the 200
-    raise RuntimeError(f"the app did not answer in {STARTUP_SECONDS} s: {log.read_text()[-2000:]}")
+def healthy(port: int) -> bool:
+    """Whether Streamlit's health endpoint answers 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -63,7 +54,7 @@ def running_app(tmp_path: Path) -> Iterator[int]:
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "HOME": str(tmp_path)})
     try:
-        wait_until_healthy(port, proc, log)
+        wait_until(lambda: healthy(port), "python -m app's start-up", proc, log, STARTUP_SECONDS)
         yield port
     finally:
         stop_process(proc)

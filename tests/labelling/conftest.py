@@ -8,13 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
-from tests.serving import free_port
+from tests.serving import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "0123456789abcdef0123456789abcdef01234567"  # Label Studio wants 40 characters
@@ -39,18 +36,6 @@ class LabelStudio:
             capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout)
-
-
-def wait_until(check, what: str, process: subprocess.Popen, log: Path, timeout: float):
-    """Poll `check` until it is true; fail at once if `process` exits, or after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if process.poll() is not None:
-            pytest.fail(f"{what}: the process exited ({process.returncode}):\n"
-                        f"{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
 
 
 def _answers(url: str) -> bool:

@@ -18,8 +18,8 @@ import pytest
 
 from pipelines import demo
 from pipelines.registry import PENDING, Registry
-from tests.labelling.conftest import start_backend, start_label_studio, wait_until
-from tests.serving import stop_process
+from tests.labelling.conftest import start_backend, start_label_studio
+from tests.serving import stop_process, wait_until
 
 TASKS = 20  # pre-labelled by the batch run
 LABELLED, AMBIGUOUS, CANCELLED = 10, 1, 1  # the people's annotations
