@@ -23,7 +23,8 @@ from pathlib import Path
 
 LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements.lock"
 PROJECT = "sagemaker-image-mlops"
-GROUPS = ("base", "processing", "algorithm", "monitoring", "explainability", "aws", "app", "dev")
+GROUPS = ("base", "processing", "algorithm", "monitoring", "explainability", "aws", "app", "tune",
+          "dev")
 # alibi-detect requires the GUI build of OpenCV, albumentations the headless one; both own the same
 # cv2 files. Every environment gets only the headless build, which needs no libGL at run time.
 SUBSTITUTES = {"opencv-python": "opencv-python-headless"}
