@@ -135,12 +135,14 @@ class Runner:
             while pending or running:
                 if failed:  # a failure stops the run: what is running finishes, nothing starts
                     pending.clear()
-                for name in [n for n in pending if self.pipeline.steps[n].upstream & blocked]:
-                    pending.remove(name)
-                    results[name] = StepResult(name, "skipped",
-                                               detail="an earlier step did not pass")
-                    blocked.add(name)
-                    self.say(f"[{number[name]}/{len(number)}] {name}: skipped")
+                # skipped, and so is whatever reads from a skipped step, however far below
+                while skip := [n for n in pending if self.pipeline.steps[n].upstream & blocked]:
+                    for name in skip:
+                        pending.remove(name)
+                        results[name] = StepResult(name, "skipped",
+                                                   detail="an earlier step did not pass")
+                        blocked.add(name)
+                        self.say(f"[{number[name]}/{len(number)}] {name}: skipped")
                 ready = [n for n in pending if self.pipeline.steps[n].upstream <= results.keys()]
                 # the CPUs split evenly among the steps that can run now
                 share = max(1, len(self.cpus) // max(1, min(self.max_parallel,

@@ -139,6 +139,33 @@ def test_a_false_condition_skips_what_depends_on_it(tmp_path):
     assert "images_used = 6 >= 1000: no" in result.steps[2].detail
 
 
+def test_a_false_condition_skips_every_step_below_it_however_deep(tmp_path):
+    """`beyond` reads the output of `after`, which the condition holds back: both are skipped (the
+    training pipeline's register step reads two steps its gate holds back)."""
+    text = ORDERED.replace('op: ">=", value: 1', 'op: ">=", value: 1000') + textwrap.indent(
+        textwrap.dedent("""
+        - name: after
+          job: processing
+          component: processing
+          mode: serve
+          depends_on: [last]
+          inputs: {data: "${params.data}"}
+          outputs: [data]
+        - name: beyond
+          job: processing
+          component: processing
+          mode: serve
+          inputs: {data: "${steps.after.outputs.data}"}
+          outputs: [data]
+        """), "  ")
+    data = small_images(tmp_path / "images")
+    result = Runner(load_pipeline(write_yaml(tmp_path, text)), {"data": str(data)},
+                    tmp_path / "run", echo=False).run()
+    assert result.ok
+    assert [result.state(n) for n in ("last", "after", "beyond")] == [
+        "condition-false", "skipped", "skipped"]
+
+
 def test_a_failed_step_stops_the_run_with_its_reason(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
