@@ -8,6 +8,8 @@ exported pipelines' estimators both take them from here.
 
 from __future__ import annotations
 
+import re
+
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -25,3 +27,10 @@ TUNING_OBJECTIVES = (
     {"Type": "Maximize", "MetricName": "validation:accuracy"},
     {"Type": "Minimize", "MetricName": "validation:loss"},
 )
+
+
+def metric_values(name: str, text: str) -> list[float]:
+    """Every value of the metric definition `name` in log `text`, in order, as SageMaker reads
+    them (the last one is what its hyperparameter tuner takes as a training job's objective)."""
+    regex = next(m["Regex"] for m in METRIC_DEFINITIONS if m["Name"] == name)
+    return [float(value) for value in re.findall(regex, text)]

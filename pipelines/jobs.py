@@ -17,6 +17,10 @@ Inputs named in `sharded:` are split among the hosts by key (file path), as `Sha
 does; the others reach every host whole (`FullyReplicated`). The hosts' processing outputs are
 gathered into one folder per output, as their uploads to one S3 prefix would be. Training hosts
 talk over a private network of their own (containers) or the loopback interface (local engine).
+
+An engine may carry `stop_when`, polled while a job runs (every half second): a reason from it
+stops the job as SageMaker's StopTrainingJob does (SIGTERM; a training job stops after the current
+batch) and fails the step with `stopped: <reason>`. The tuner prunes trials this way.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +54,10 @@ SHARDED, REPLICATED = "ShardedByS3Key", "FullyReplicated"
 
 class StepFailed(RuntimeError):
     """A step's job exited non-zero; the message is its own failure reason."""
+
+
+class StepStopped(StepFailed):
+    """A step's job was stopped on request (the engine's `stop_when` gave a reason)."""
 
 
 def default_memory_gb() -> float:
@@ -88,6 +96,7 @@ class Engine:
     images: dict[str, str] | None = None
     run_args: tuple[str, ...] = ()
     cpus: tuple[int, ...] | None = None  # the CPUs its jobs run on (None: all of them)
+    stop_when: Callable[[], str | None] | None = None  # polled while a job runs: a reason stops it
 
     def image(self, component: str) -> str:
         if self.images and component in self.images:
@@ -232,19 +241,21 @@ class HostJob:
     reason_file: Path
 
 
-def _run(jobs: list[HostJob], log_file: Path) -> None:
+def _run(jobs: list[HostJob], log_file: Path,
+         stop_when: Callable[[], str | None] | None = None) -> None:
     """Start every host's job together and wait for all; the first failure stops the others (a
-    training host would otherwise wait for its peer forever) and is the step's reason."""
+    training host would otherwise wait for its peer forever) and is the step's reason. A reason
+    from `stop_when` (asked every half second) stops them all."""
     logs = [log_file if len(jobs) == 1 else log_file.with_name(f"log-{j.host}.txt") for j in jobs]
     procs = []
     for job, log in zip(jobs, logs, strict=True):
         with open(log, "a") as out:
             procs.append(subprocess.Popen(job.command, env=job.env, stdout=out,
                                           stderr=subprocess.STDOUT, cwd=ROOT))
-    failed = None
+    failed = stopped = None
     try:
         pending = dict(enumerate(procs))
-        while pending and failed is None:
+        while pending and failed is None and not stopped:
             for index, proc in list(pending.items()):
                 try:
                     code = proc.wait(timeout=0.5)
@@ -254,11 +265,15 @@ def _run(jobs: list[HostJob], log_file: Path) -> None:
                 if code != 0:
                     failed = index
                     break
+            if stop_when is not None and pending and failed is None:
+                stopped = stop_when()
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()
+    if stopped:
+        raise StepStopped(f"stopped: {stopped}")
     if failed is not None:
         job, log = jobs[failed], logs[failed]
         reason = job.reason_file.read_text().strip() if job.reason_file.is_file() else ""
@@ -307,7 +322,7 @@ def processing_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Eng
                        base / "output": "/opt/ml/output", base / "config": "/opt/ml/config:ro"})
         command, env = engine.command(step.component, args, base, mounts, Resources.of(step, spec))
         jobs.append(HostJob(host, command, env, base / "output" / "message"))
-    _run(jobs, log_file)
+    _run(jobs, log_file, engine.stop_when)
     names = spec.get("outputs") or []
     if len(cluster.hosts) == 1:
         return {name: cluster.base(cluster.hosts[0]) / "processing" / "output" / name
@@ -362,7 +377,7 @@ def training_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engin
                                           network=networks[host] if len(cluster.hosts) > 1
                                           else None)
             jobs.append(HostJob(host, command, env, base / "output" / "failure"))
-        _run(jobs, log_file)
+        _run(jobs, log_file, engine.stop_when)
     first = cluster.base(cluster.hosts[0])  # only the first host writes the model
     return {"model": first / "model", "output_data": first / "output" / "data"}
 
