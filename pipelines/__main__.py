@@ -1,8 +1,9 @@
 """`python -m pipelines run FILE.yaml --param k=v ... [--engine local|docker|podman] [--resume]
-[--max-parallel N]`; `python -m pipelines approve|reject NAME VERSION` and `versions NAME` for the
-model registry; `python -m pipelines algorithm-spec` for the algorithm image's CreateAlgorithm;
-`export`, `upsert` and `start` for SageMaker Pipelines (pipelines/export.py); `deploy` and
-`smoke-test` for endpoints (pipelines/deploy.py)."""
+[--max-parallel N]`; `python -m pipelines tune FILE.yaml --trials N [--search-space FILE]` for an
+Optuna study over its training job (pipelines/tune.py); `approve|reject NAME VERSION` and
+`versions NAME` for the model registry; `python -m pipelines algorithm-spec` for the algorithm
+image's CreateAlgorithm; `export`, `upsert` and `start` for SageMaker Pipelines
+(pipelines/export.py); `deploy` and `smoke-test` for endpoints (pipelines/deploy.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,58 @@ def parse_version(text: str) -> int:
     if not number.isdigit() or int(number) < 1:
         raise argparse.ArgumentTypeError(f"version {text!r}: expected a number such as 3 or v3")
     return int(number)
+
+
+def add_run_options(parser: argparse.ArgumentParser, run_dir: str) -> None:
+    """The options `run` and `tune` share: parameters, the engine and the run folder."""
+    parser.add_argument("definition", type=Path)
+    parser.add_argument("--param", type=parse_param, action="append", default=[],
+                        help="pipeline parameter NAME=VALUE (repeatable)")
+    parser.add_argument("--engine", choices=("local", "docker", "podman"), default="local")
+    parser.add_argument("--images", type=Path, default=None,
+                        help="JSON map component -> image URI (make image-uris) for docker/podman")
+    parser.add_argument("--run-dir", type=Path, default=None, help=run_dir)
+
+
+def engine_of(args: argparse.Namespace):
+    from pipelines.jobs import Engine  # the runner's imports: the export's environment lacks them
+
+    return Engine(args.engine, json.loads(args.images.read_text()) if args.images else None)
+
+
+def default_run_dir(kind: str, pipeline_name: str) -> Path:
+    return Path("runs") / f"{kind}{pipeline_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def tune_command(args: argparse.Namespace) -> int:
+    from pipelines.search_space import load_search_space, parse_assignment
+    from pipelines.tune import METRIC, Tuner
+
+    pipeline = load_pipeline(args.definition)
+    space = load_search_space(args.search_space)
+    tuner = Tuner(pipeline, dict(args.param), args.run_dir or default_run_dir("tune-", pipeline.name),
+                  space, engine_of(args), seed=args.seed, startup_trials=args.pruner_startup_trials,
+                  warmup_epochs=args.pruner_warmup_epochs,
+                  enqueue=[parse_assignment(text, space) for text in args.enqueue])
+    try:
+        study = tuner.run(args.trials)
+    except KeyboardInterrupt:
+        print(f"interrupted: resume with the same command and --run-dir {tuner.run_dir}",
+              file=sys.stderr)
+        return 130
+    print(f"study {tuner.run_dir}: trials.csv; resume or extend it with the same command and"
+          f" --run-dir {tuner.run_dir} [--trials MORE]")
+    best = tuner.best(study)
+    if best is None:
+        print("error: no trial completed; see trials.csv", file=sys.stderr)
+        return 1
+    print(f"best: trial {best.number}, {METRIC} {best.value:.4f} ("
+          + ", ".join(f"{k}={v}" for k, v in best.params.items()) + "); best.json and plots written")
+    if not args.register:
+        return 0
+    result = tuner.register(study)
+    print(result.summary())
+    return 0 if result.ok else 1
 
 
 def registry_command(args: argparse.Namespace) -> int:
@@ -108,19 +161,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a pipeline definition")
-    run.add_argument("definition", type=Path)
-    run.add_argument("--param", type=parse_param, action="append", default=[],
-                     help="pipeline parameter NAME=VALUE (repeatable)")
-    run.add_argument("--engine", choices=("local", "docker", "podman"), default="local")
-    run.add_argument("--images", type=Path, default=None,
-                     help="JSON map component -> image URI (make image-uris) for docker/podman")
-    run.add_argument("--run-dir", type=Path, default=None,
-                     help="run folder (default runs/<pipeline>-<time>; reuse it with --resume)")
+    add_run_options(run, "run folder (default runs/<pipeline>-<time>; reuse it with --resume)")
     run.add_argument("--resume", action="store_true",
                      help="skip steps that completed before with unchanged inputs")
     run.add_argument("--max-parallel", type=int, default=None,
                      help="steps that may run at once, each on its own share of the CPUs"
                           " (default: one per CPU; 1 runs the steps one after another)")
+    tune = commands.add_parser("tune", help="tune the training job's hyperparameters: an Optuna"
+                                            " study of training trials (the tune extra)")
+    add_run_options(tune, "run folder (default runs/tune-<pipeline>-<time>); the same one resumes"
+                          " the study")
+    tune.add_argument("--trials", type=int, required=True,
+                      help="finished trials (completed, pruned or failed) the study should have")
+    tune.add_argument("--search-space", type=Path, default=None,
+                      help="YAML search space (default pipelines/search-space.yaml)")
+    tune.add_argument("--seed", type=int, default=None, help="seed of the TPE sampler")
+    tune.add_argument("--pruner-startup-trials", type=int, default=3,
+                      help="completed trials before any trial is pruned (default 3)")
+    tune.add_argument("--pruner-warmup-epochs", type=int, default=1,
+                      help="epochs every trial runs before it may be pruned (default 1)")
+    tune.add_argument("--enqueue", action="append", default=[], metavar="NAME=VALUE[,...]",
+                      help="a trial to run first, e.g. the current defaults (repeatable; names"
+                           " not given are sampled)")
+    tune.add_argument("--register", action="store_true",
+                      help="then run the whole pipeline in the best trial's run folder, reusing"
+                           " its training, to evaluate, gate and register its model")
     for command, status in (("approve", APPROVED), ("reject", REJECTED)):
         change = commands.add_parser(command, help=f"set a registered version's status to {status}")
         change.add_argument("model_name")
@@ -189,15 +254,15 @@ def main(argv: list[str] | None = None) -> int:
             write_json_atomic(args.out, body)
             print(f"wrote {args.out}: CreateAlgorithm for {body['TrainingSpecification']['TrainingImage']}")
             return 0
+        if args.command == "tune":
+            return tune_command(args)
         if args.command != "run":
             return registry_command(args)
-        from pipelines.jobs import Engine  # the runner's imports: the export's environment lacks them
         from pipelines.runner import Runner
 
         pipeline = load_pipeline(args.definition)
-        run_dir = args.run_dir or Path("runs") / f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        images = json.loads(args.images.read_text()) if args.images else None
-        runner = Runner(pipeline, dict(args.param), run_dir, Engine(args.engine, images),
+        run_dir = args.run_dir or default_run_dir("", pipeline.name)
+        runner = Runner(pipeline, dict(args.param), run_dir, engine_of(args),
                         resume=args.resume, max_parallel=args.max_parallel)
         result = runner.run()
     except UserError as exc:
