@@ -113,13 +113,16 @@ def _aws_command(args: argparse.Namespace) -> int:
     from pipelines import aws
 
     if args.command == "export":
-        from pipelines.export import Target, export_definition, region_of
+        from pipelines.export import Target, Tuning, export_definition, region_of
+        from pipelines.search_space import load_search_space
 
         images = json.loads(args.images.read_text()) if args.images.is_file() else None
         if not isinstance(images, dict):
             raise UserError(f"--images {args.images}: expected the JSON map of make image-uris")
+        tuning = None if args.tuning is None else Tuning(
+            load_search_space(args.tuning or None), args.tuning_jobs, args.tuning_parallel)
         target = Target(images, args.role, args.s3, region_of(images, args.region),
-                        dict(args.param), spot=args.spot)
+                        dict(args.param), spot=args.spot, tuning=tuning)
         definition, left_out = export_definition(args.definition, target)
         write_json_atomic(args.out, definition)
         steps = ", ".join(s["Name"] for s in definition["Steps"])
@@ -215,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a parameter's default in the definition, NAME=VALUE (repeatable)")
     export.add_argument("--spot", action="store_true", help="managed spot training (checkpoints"
                                                              " go to S3 and resume)")
+    export.add_argument("--tuning", nargs="?", const="", default=None, metavar="SEARCH_SPACE",
+                        help="the training step as a TuningStep (HyperparameterTuner) over this"
+                             " search space (default pipelines/search-space.yaml)")
+    export.add_argument("--tuning-jobs", type=int, default=20,
+                        help="training jobs the tuner runs in all (default 20)")
+    export.add_argument("--tuning-parallel", type=int, default=2,
+                        help="training jobs the tuner runs at once (default 2)")
     export.add_argument("--out", type=Path, required=True)
     upsert = commands.add_parser("upsert", help="create or update a SageMaker pipeline from an"
                                                 " exported definition (needs credentials)")

@@ -9,7 +9,14 @@ definitions. Each step kind becomes its SageMaker counterpart, on the images of 
   to `<s3>/<pipeline>/<execution id>/<step>/<name>`.
 - `training` -> TrainingStep: an `Estimator` on the algorithm image with the YAML's
   hyperparameters, the metric definitions over its log lines (`algorithm.metrics`), a checkpoint
-  S3 URI, and managed spot with `--spot`.
+  S3 URI, and managed spot with `--spot`. With `--tuning [SEARCH_SPACE]` the pipeline's training
+  step is a TuningStep instead: a `HyperparameterTuner` over that estimator searching the same
+  space as `python -m pipelines tune` (pipelines/search_space.py: ContinuousParameter,
+  IntegerParameter, CategoricalParameter), maximising validation:accuracy (the last value a job
+  logs), Bayesian, with SageMaker's automatic early stopping (a median rule, like the local
+  pruner); its `model` is the best training job's (`<output>/<best job>/output/model.tar.gz`, what
+  `TuningStep.get_top_model_s3_uri(top_k=0)` names). Its jobs get no checkpoint URI: one URI would
+  be shared by every job of the tuning job. An inlined retraining keeps its TrainingStep.
 - `transform` -> a ModelStep creating the model, then a TransformStep over the processed shards
   (`shard-*`: the data set's manifest is not a request), one shard per request, content and
   accept types as locally.
@@ -47,6 +54,8 @@ from typing import Any
 from algorithm.metrics import METRIC_DEFINITIONS
 from algorithm.serve.content_types import NPY as SHARDS  # a processed data set's shards
 from pipelines.definition import REFERENCE, Pipeline, PipelineError, Step, load_pipeline
+from pipelines.search_space import OBJECTIVE, Choices, Dimension, tuned_step
+from shared.schema import unquote
 
 LOCAL_ONLY = {"report"}
 RETRAIN_PREFIX = "retrain-"
@@ -55,6 +64,33 @@ RETRAIN_PREFIX = "retrain-"
 REPLICATED, SHARDED = "FullyReplicated", "ShardedByS3Key"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"  # a step whose YAML names none
 ECR_REGION = re.compile(r"^\d+\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?/")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """`--tuning`: the search space, and how many training jobs in all and at once."""
+
+    space: dict[str, Dimension]
+    max_jobs: int = 20
+    max_parallel_jobs: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_parallel_jobs <= self.max_jobs:
+            raise PipelineError(f"--tuning-jobs {self.max_jobs} --tuning-parallel"
+                                f" {self.max_parallel_jobs}: expected 1 <= parallel <= jobs")
+
+    def ranges(self) -> dict[str, Any]:
+        from sagemaker.tuner import CategoricalParameter, ContinuousParameter, IntegerParameter
+
+        ranges = {}
+        for name, d in self.space.items():
+            if isinstance(d, Choices):
+                ranges[name] = CategoricalParameter([unquote(v) for v in d.values])
+            else:
+                kind = IntegerParameter if d.integer else ContinuousParameter
+                ranges[name] = kind(d.low, d.high,
+                                    scaling_type="Logarithmic" if d.log else "Linear")
+        return ranges
 
 
 @dataclass(frozen=True)
@@ -69,8 +105,11 @@ class Target:
     spot: bool = False
     max_run_s: int = 24 * 3600
     local: bool = False  # for the SDK's local mode: outputs may go to a file:// folder
+    tuning: Tuning | None = None  # the training step as a TuningStep
 
     def __post_init__(self) -> None:
+        if self.local and self.tuning:
+            raise PipelineError("--tuning: the SDK's local mode runs no tuning jobs")
         schemes = ("s3://", "file://") if self.local else ("s3://",)
         if not self.s3.startswith(schemes) or self.s3.rstrip("/") in schemes:
             raise PipelineError(f"--s3 {self.s3!r}: expected s3://bucket[/prefix]")
@@ -192,6 +231,8 @@ class Exporter:
         if unknown:
             raise PipelineError(f"unknown parameter(s) {', '.join(unknown)} for pipeline"
                                 f" {pipeline.name}; it takes: {', '.join(pipeline.parameters)}")
+        if target.tuning:
+            tuned_step(pipeline)  # the one training step a tuner searches over
         self.parameters: dict[str, Any] = {}
         self.nodes: dict[str, Node] = {}
         self.property_files: dict[str, list[Any]] = {}  # step -> its PropertyFiles
@@ -251,13 +292,13 @@ class Exporter:
                       if u in self.nodes and not self.nodes[u].condition)
 
     # -- step kinds ---------------------------------------------------------------------------
-    def _output_uri(self, step: str, output: str = "") -> Any:
-        """`<s3>/<pipeline>/<execution id>/<step>[/<output>]`: one place per run and step."""
+    def _output_uri(self, step: str, *output: Any) -> Any:
+        """`<s3>/<pipeline>/<execution id>/<step>[/<output>...]`: one place per run and step."""
         from sagemaker.workflow.execution_variables import ExecutionVariables
         from sagemaker.workflow.functions import Join
 
         parts = [self.target.s3.rstrip("/"), self.pipeline.name,
-                 ExecutionVariables.PIPELINE_EXECUTION_ID, step] + ([output] if output else [])
+                 ExecutionVariables.PIPELINE_EXECUTION_ID, step, *output]
         return Join(on="/", values=parts)
 
     def _instances(self, scope: Scope, spec: dict[str, Any], kind: str) -> tuple[Any, Any]:
@@ -321,12 +362,17 @@ class Exporter:
     def _training(self, scope: Scope, step: Step, name: str, upstream: set[str]) -> None:
         from sagemaker.estimator import Estimator
         from sagemaker.inputs import TrainingInput
-        from sagemaker.workflow.steps import TrainingStep
+        from sagemaker.tuner import HyperparameterTuner
+        from sagemaker.workflow.steps import TrainingStep, TuningStep
+
+        tuning = self.target.tuning if scope.mapped is None else None  # not an inlined retraining
 
         def build() -> Any:
             count, itype = self._instances(scope, step.spec, "training")
             hyperparameters = {}
             for key, raw in (step.spec.get("hyperparameters") or {}).items():
+                if tuning and key in tuning.space:
+                    continue  # the tuner sets it
                 value = scope.value(raw)
                 if value is not ABSENT and value is not None:
                     hyperparameters[key] = as_string(value)
@@ -337,8 +383,9 @@ class Exporter:
                 instance_count=count, instance_type=itype, hyperparameters=hyperparameters,
                 metric_definitions=[dict(m) for m in METRIC_DEFINITIONS],
                 output_path=self._output_uri(name),
-                # (local mode refuses a checkpoint URI: the local runner keeps checkpoints itself)
-                checkpoint_s3_uri=None if self.target.local else self._output_uri(
+                # (local mode refuses a checkpoint URI: the local runner keeps checkpoints itself;
+                # a tuning job's training jobs would all share it)
+                checkpoint_s3_uri=None if self.target.local or tuning else self._output_uri(
                     name, "checkpoints"),
                 max_run=self.target.max_run_s, base_job_name=f"{self.pipeline.name}-{name}"[:60],
                 disable_profiler=True, debugger_hook_config=False,  # the image has no smdebug
@@ -348,10 +395,24 @@ class Exporter:
                                            else REPLICATED,
                                            content_type=None if key == "model" else SHARDS)
                         for key, value in self._inputs(scope, step).items()}
-            return TrainingStep(name, step_args=estimator.fit(inputs=channels),
-                                depends_on=self.depends(name) or None)
+            if tuning is None:
+                return TrainingStep(name, step_args=estimator.fit(inputs=channels),
+                                    depends_on=self.depends(name) or None)
+            tuner = HyperparameterTuner(
+                estimator, objective_metric_name=OBJECTIVE["MetricName"],
+                objective_type=OBJECTIVE["Type"], hyperparameter_ranges=tuning.ranges(),
+                metric_definitions=[dict(m) for m in METRIC_DEFINITIONS],
+                strategy="Bayesian", max_jobs=tuning.max_jobs,
+                max_parallel_jobs=tuning.max_parallel_jobs, early_stopping_type="Auto")
+            return TuningStep(name, step_args=tuner.fit(inputs=channels),
+                              depends_on=self.depends(name) or None)
 
         self.node(name, upstream, build)
+        if tuning is not None:  # the best training job's model (top_k=0), under this step's place
+            scope.outputs[step.name] = {"model": StepProperty(self, name, lambda s: self._output_uri(
+                name, s.properties.TrainingJobSummaries[0].TrainingJobName, "output",
+                "model.tar.gz"))}
+            return
         scope.outputs[step.name] = {
             "model": StepProperty(self, name, lambda s: s.properties.ModelArtifacts.S3ModelArtifacts),
             "output_data": StepProperty(self, name,

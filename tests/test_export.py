@@ -31,15 +31,16 @@ OPERATIONS = {"Processing": ("CreateProcessingJob", "ProcessingJobName"),
               "Training": ("CreateTrainingJob", "TrainingJobName"),
               "Transform": ("CreateTransformJob", "TransformJobName"),
               "Model": ("CreateModel", "ModelName"),
+              "Tuning": ("CreateHyperParameterTuningJob", "HyperParameterTuningJobName"),
               "RegisterModel": ("CreateModelPackage", None)}
 
 
-def export(tmp_path, definition, *params):
+def export(tmp_path, definition, *params, flags=()):
     images = tmp_path / "image-uris.json"
     images.write_text(json.dumps(IMAGES))
     out = tmp_path / f"{Path(definition).stem}.json"
     args = ["export", str(ROOT / "pipelines" / definition), "--images", str(images), "--role", ROLE,
-            "--s3", S3, "--out", str(out)]
+            "--s3", S3, "--out", str(out), *flags]
     for param in params:
         args += ["--param", param]
     assert main(args) == 0
@@ -51,6 +52,14 @@ def training(tmp_path_factory):
     return export(tmp_path_factory.mktemp("training"), "training.yaml",
                   "input_data=s3://example-bucket/digits",
                   "champion_model=s3://example-bucket/approved/model.tar.gz")
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """The training pipeline with its training step as a tuner over the default search space."""
+    return export(tmp_path_factory.mktemp("tuned"), "training.yaml",
+                  "input_data=s3://example-bucket/digits",
+                  flags=["--tuning", "--tuning-jobs", "12", "--tuning-parallel", "3"])
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +126,7 @@ def test_the_definition_is_the_golden_file(fixture, request):
         f"the export of {fixture} changed; if deliberately, rewrite {golden} with UPDATE_GOLDEN=1")
 
 
-@pytest.mark.parametrize("fixture", ["training", "batch"])
+@pytest.mark.parametrize("fixture", ["training", "batch", "tuned"])
 def test_every_step_is_a_request_sagemakers_api_model_accepts(fixture, request):
     definition = request.getfixturevalue(fixture)
     defaults = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]
@@ -130,7 +139,7 @@ def test_every_step_is_a_request_sagemakers_api_model_accepts(fixture, request):
         operation, job_name = OPERATIONS[step["Type"]]
         body = dict(step["Arguments"], **({job_name: "name"} if job_name else {}))
         assert request_errors(body, operation, defaults) == [], step["Name"]
-    assert kinds >= {"Processing", "Training", "RegisterModel", "Condition"}
+    assert kinds >= {"Processing", "RegisterModel", "Condition"} and kinds & {"Training", "Tuning"}
 
 
 @pytest.mark.parametrize("fixture,definition", [("training", "training.yaml"),
@@ -174,7 +183,8 @@ def test_steps_run_the_mapped_images_with_the_yamls_arguments(fixture, definitio
 
 
 @pytest.mark.parametrize("fixture,definition", [("training", "training.yaml"),
-                                                ("batch", "batch_inference.yaml")])
+                                                ("batch", "batch_inference.yaml"),
+                                                ("tuned", "training.yaml")])
 def test_the_dependency_graph_is_the_local_runners(fixture, definition, request):
     exported = request.getfixturevalue(fixture)
     pipeline = load_pipeline(ROOT / "pipelines" / definition)
@@ -279,6 +289,66 @@ def test_the_batch_pipeline_takes_its_model_as_parameters_and_retrains_inside_th
     assert reference["S3Input"]["S3Uri"] == {"Get": "Parameters.retrain_extra_data"}
     registered = steps["retrain-register-RegisterModel"]["Arguments"]
     assert registered["CustomerMetadataProperties"]["retrained_from"] == {"Get": "Parameters.model"}
+
+
+def test_with_tuning_the_training_step_is_a_tuner_over_the_search_space(tuned):
+    from algorithm.metrics import METRIC_DEFINITIONS
+    from pipelines.search_space import DEFAULT
+
+    step = by_name(tuned)["train"]
+    assert step["Type"] == "Tuning"
+    config, job = step["Arguments"]["HyperParameterTuningJobConfig"], \
+        step["Arguments"]["TrainingJobDefinition"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize",
+                                                          "MetricName": "validation:accuracy"}
+    assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 3}
+    ranges = {}
+    for kind, entries in config["ParameterRanges"].items():
+        for entry in entries:
+            ranges[entry["Name"]] = (kind, entry)
+    space = yaml.safe_load(DEFAULT.read_text())  # as the user wrote it
+    assert set(ranges) == set(space)
+    for name, entry in space.items():
+        kind, exported = ranges[name]
+        if "choices" in entry:
+            assert kind == "CategoricalParameterRanges"
+            assert exported["Values"] == [str(v) for v in entry["choices"]]
+        else:
+            assert kind in ("ContinuousParameterRanges", "IntegerParameterRanges")
+            assert (float(exported["MinValue"]), float(exported["MaxValue"])) == (
+                float(entry["low"]), float(entry["high"]))
+            assert exported["ScalingType"] == ("Logarithmic" if entry.get("log") else "Linear")
+    # the searched hyperparameters are the tuner's; the others are the YAML's, as without tuning
+    yaml_names = set(load_pipeline(ROOT / "pipelines" / "training.yaml").steps["train"]
+                     .spec["hyperparameters"])
+    assert set(job["StaticHyperParameters"]) == yaml_names - set(space)
+    assert job["AlgorithmSpecification"]["MetricDefinitions"] == [dict(m) for m in METRIC_DEFINITIONS]
+    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGES["algorithm"]
+    assert "CheckpointConfig" not in job  # one URI would be every trial's
+
+
+def test_with_tuning_the_later_steps_take_the_best_training_jobs_model(tuned):
+    steps = by_name(tuned)
+    output = steps["train"]["Arguments"]["TrainingJobDefinition"]["OutputDataConfig"][
+        "S3OutputPath"]["Std:Join"]["Values"]
+    best = output + [{"Get": "Steps.train.TrainingJobSummaries[0].TrainingJobName"}, "output",
+                     "model.tar.gz"]
+    evaluate = {i["InputName"]: i["S3Input"]["S3Uri"]
+                for i in steps["evaluate"]["Arguments"]["ProcessingInputs"]}
+    assert evaluate["model"] == {"Std:Join": {"On": "/", "Values": best}}
+    register = steps["register-RegisterModel"]["Arguments"]
+    assert register["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == {
+        "Std:Join": {"On": "/", "Values": best}}
+
+
+def test_tuning_needs_a_pipeline_with_one_training_step(tmp_path, capsys):
+    images = tmp_path / "image-uris.json"
+    images.write_text(json.dumps(IMAGES))
+    assert main(["export", str(ROOT / "pipelines" / "batch_inference.yaml"), "--images",
+                 str(images), "--role", ROLE, "--s3", S3, "--tuning", "--out",
+                 str(tmp_path / "out.json")]) == 2
+    assert "tuning needs a pipeline with one training step; it has 0" in capsys.readouterr().err
 
 
 def test_without_data_to_retrain_on_the_batch_pipeline_has_no_retraining(tmp_path, capsys):
