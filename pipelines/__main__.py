@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--pruner-warmup-epochs", type=int, default=1,
                       help="epochs every trial runs before it may be pruned (default 1)")
     tune.add_argument("--enqueue", action="append", default=[], metavar="NAME=VALUE[,...]",
-                      help="a trial to run first, e.g. the current defaults (repeatable; names"
-                           " not given are sampled)")
+                      help="a trial a new study runs first, e.g. the current defaults"
+                           " (repeatable; names not given are sampled)")
     tune.add_argument("--register", action="store_true",
                       help="then run the whole pipeline in the best trial's run folder, reusing"
                            " its training, to evaluate, gate and register its model")

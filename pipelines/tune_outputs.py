@@ -71,8 +71,10 @@ def write_outputs(study: optuna.Study, run_dir: Path, train_step: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         axes = plots.plot_optimization_history(study, target_name=METRIC)
+        axes.figure.tight_layout()
         save_figure(axes.figure, run_dir / "optimization_history.png", dpi=100)
         if len(complete) >= 2:
             warnings.simplefilter("ignore")  # e.g. "importances will be equal" when they are
             axes = plots.plot_param_importances(study, target_name=METRIC)
+            axes.figure.tight_layout()  # the names in full
             save_figure(axes.figure, run_dir / "param_importances.png", dpi=100)
