@@ -3,7 +3,9 @@
 A value may refer to a parameter, `${params.NAME}`, or to an earlier step's output,
 `${steps.STEP.outputs.NAME}`. Steps run in an order that respects those references and any
 `depends_on`; cycles, unknown references and unknown parameters are refused before anything runs.
-A parameter's default may be another parameter (`default: "${params.input_data}"`): its value then.
+A parameter's default may be another parameter (`default: "${params.input_data}"`): its value then,
+or a training hyperparameter's (`hyperparameter: epochs`): the training job's own declared default,
+so a pipeline and a job started without hyperparameters train alike.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 import yaml
 
+from algorithm.hyperparameters import Hyperparameters
 from shared.errors import UserError
 from shared.names import check_name
+from shared.schema import default_of, fields_of
 
 REFERENCE = re.compile(r"\$\{(params\.[A-Za-z0-9_]+|steps\.[A-Za-z0-9_-]+\.outputs\.[A-Za-z0-9_]+)\}")
 JOB_TYPES = ("processing", "training", "transform", "condition", "register", "registered_model",
@@ -99,6 +103,18 @@ def _topological(steps: dict[str, Step]) -> list[str]:
     return order
 
 
+def _hyperparameter_default(path: Path, name: str, spec: dict[str, Any]) -> Any:
+    """The training job's declared default for the hyperparameter `spec` names."""
+    declared = {f.name: f for f, _ in fields_of(Hyperparameters)}
+    wanted = spec["hyperparameter"]
+    if wanted not in declared:
+        raise PipelineError(f"{path}: parameter {name}: {wanted!r} is not a training"
+                            f" hyperparameter; they are: {', '.join(declared)}")
+    if "default" in spec:
+        raise PipelineError(f"{path}: parameter {name} has both a default and a hyperparameter")
+    return default_of(declared[wanted])
+
+
 def load_pipeline(path: Path) -> Pipeline:
     path = Path(path)
     try:
@@ -112,6 +128,8 @@ def load_pipeline(path: Path) -> Pipeline:
         raise PipelineError(f"{path}: parameters must be a mapping")
     parameters = {k: (v if isinstance(v, dict) else {"default": v}) for k, v in parameters.items()}
     for name, spec in parameters.items():
+        if "hyperparameter" in spec:
+            spec["default"] = _hyperparameter_default(path, name, spec)
         default = spec.get("default")
         match = REFERENCE.fullmatch(default) if isinstance(default, str) else None
         target = match.group(1).split(".") if match else None

@@ -116,5 +116,5 @@ def test_every_training_hyperparameter_is_documented_with_type_default_and_range
     text = hyperparameters_help()
     for field, _ in schema.fields_of(Hyperparameters):
         assert f"  {field.name}: " in text
-    assert "epochs: passes over the training data (integer, default 10, between 1 and 10000)" in text
+    assert "epochs: passes over the training data (integer, default 6, between 1 and 10000)" in text
     assert "optimizer: optimizer (string, default adamw, one of adam, adamw, sgd, rmsprop)" in text

@@ -8,8 +8,10 @@ import time
 import pytest
 from PIL import Image
 
+from algorithm.hyperparameters import Hyperparameters
 from pipelines.definition import PipelineError, load_pipeline
 from pipelines.runner import Runner
+from tests.conftest import ROOT
 
 
 def write_yaml(tmp_path, text, name="p.yaml"):
@@ -406,6 +408,32 @@ def test_the_gate_holds_a_candidate_less_accurate_than_the_approved_champion(
     held = Runner(pipeline, params, tmp_path / "held", echo=False).run()
     assert held.state("check") == "condition-false"
     assert "champion.passed = False == True: no" in held.steps[2].detail
+
+
+def test_a_parameter_may_default_to_a_training_hyperparameter(tmp_path):
+    text = ORDERED.replace("  size: {default: 16}",
+                           "  size: {default: 16}\n  epochs: {hyperparameter: epochs}")
+    pipeline = load_pipeline(write_yaml(tmp_path, text))
+    assert pipeline.resolve_parameters({"data": "/x"})["epochs"] == Hyperparameters().epochs
+    assert pipeline.resolve_parameters({"data": "/x", "epochs": "2"})["epochs"] == "2"
+    with pytest.raises(PipelineError, match="'epoch' is not a training hyperparameter.*epochs"):
+        load_pipeline(write_yaml(tmp_path, text.replace("{hyperparameter: epochs}",
+                                                        "{hyperparameter: epoch}"), "bad.yaml"))
+    with pytest.raises(PipelineError, match="both a default and a hyperparameter"):
+        load_pipeline(write_yaml(tmp_path, text.replace(
+            "{hyperparameter: epochs}", "{hyperparameter: epochs, default: 3}"), "both.yaml"))
+
+
+def test_the_training_pipeline_trains_with_the_jobs_own_defaults():
+    """One set of defaults: the pipeline's training hyperparameters are the job's declarations."""
+    pipeline = load_pipeline(ROOT / "pipelines" / "training.yaml")
+    values = pipeline.resolve_parameters({"input_data": "/x"})
+    given = pipeline.steps["train"].spec["hyperparameters"]
+    defaults = Hyperparameters()
+    for name, value in given.items():
+        reference = value.removeprefix("${params.").removesuffix("}")
+        if values.get(reference) is not None and name != "accuracy_threshold":
+            assert values[reference] == getattr(defaults, name), name
 
 
 def test_a_parameter_may_default_to_another(tmp_path):
