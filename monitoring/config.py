@@ -28,15 +28,18 @@ class Workers:
 class TrainConfig(Workers):
     input: Path | None = input_flag("data", "reference images, any folder tree")
     model: Path | None = input_flag("model", "trained model folder or model.tar.gz, for --encoder"
-                                             " model")
+                                             " model, softmax or stages")
     output: Path | None = output_flag("detector", "detector folder")
     encoder: str = setting("untrained", choices=ENCODER_KINDS,
-                           help="untrained: a seeded random convolutional encoder; model: the"
-                                " trained classifier's penultimate features")
+                           help="untrained: a seeded random convolutional encoder (no model"
+                                " needed); model: the trained classifier's penultimate features;"
+                                " softmax: its class probabilities (also sees a change in the"
+                                " class proportions); stages: its every stage, pooled and"
+                                " standardised (the most power)")
     image_size: int | None = setting(None, min=22, max=512, metavar="SIZE",
                                      help=f"images are resized to SIZE x SIZE before encoding"
                                           f" (none: {DEFAULT_IMAGE_SIZE}, or the model's input"
-                                          " size with --encoder model)")
+                                          " size with a model's encoder)")
     p_value: float = setting(0.05, above=0, below=1,
                              help="drift is flagged when the test's p-value is below this")
     permutations: int = setting(100, min=1, max=100_000, help="permutations in the test")

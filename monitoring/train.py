@@ -12,7 +12,7 @@ import time
 
 from monitoring.config import DEFAULT_IMAGE_SIZE, TrainConfig
 from shared.data import decode_usable, list_images, scratch_folder
-from shared.drift import MODEL, DriftDetector, classifier_encoder, reference_sample, untrained_encoder
+from shared.drift import UNTRAINED, DriftDetector, classifier_encoder, reference_sample, untrained_encoder
 from shared.drift.mmd import MIN_SAMPLES
 from shared.models import default_device
 from shared.sagemaker import JobError, load_processing_context
@@ -37,12 +37,12 @@ def run(config: TrainConfig) -> None:
     if not files:
         raise JobError(f"no reference images in {root} (looked for .jpg .jpeg .png .bmp .gif .webp"
                        " .tif .tiff in any folder below it)")
-    if config.encoder == MODEL:
+    if config.encoder != UNTRAINED:
         model = config.model or ctx.paths.processing_input("model")
         if not model.exists():
-            raise JobError(f"--encoder model needs a trained model at {model} (a folder with"
-                           " model.safetensors and model.json, or a model.tar.gz): none found")
-        encoder = classifier_encoder(model, config.image_size, device=device)
+            raise JobError(f"--encoder {config.encoder} needs a trained model at {model} (a folder"
+                           " with model.safetensors and model.json, or a model.tar.gz): none found")
+        encoder = classifier_encoder(model, config.image_size, device=device, kind=config.encoder)
     else:
         encoder = untrained_encoder(config.image_size or DEFAULT_IMAGE_SIZE, seed=config.seed,
                                     device=device)
@@ -53,6 +53,7 @@ def run(config: TrainConfig) -> None:
         decoded = decode_usable(chosen, size=encoder.image_size, policy=encoder.spec.resize_policy,
                                 workers=config.decode_workers, scratch=scratch, what="reference",
                                 min_images=MIN_SAMPLES)
+        encoder.adapt(decoded.images)
         features = encoder.encode(decoded.images)
     info = {"source": str(root), "images_found": len(files), "images_sampled": len(chosen),
             "images_used": len(decoded.files), "skipped": decoded.skipped[:100],

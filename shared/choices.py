@@ -8,6 +8,6 @@ RESIZE_POLICIES = ("crop", "pad")  # shared.data.images.fit_square
 IG_METHODS = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
               "riemann_trapezoid")  # captum's integral approximations
 IG_BASELINES = ("black", "blur", "noise")  # shared.attribution.baselines
-ENCODER_KINDS = ("untrained", "model")  # shared.drift.encoders
+ENCODER_KINDS = ("untrained", "model", "softmax", "stages")  # shared.drift.encoders
 # Inside a model folder: a drift detector its server tests traffic with online (algorithm.serve)
 MODEL_DRIFT_FOLDER = "drift"

@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from safetensors.torch import load_file, save_file
 
 from monitoring.__main__ import MODES
 from shared.data import decode_images
 from shared.drift import (
+    STAGES,
     DetectorFormatError,
     DriftDetector,
     alibi,
+    classifier_encoder,
     reference_sample,
     untrained_encoder,
     windows,
@@ -357,6 +360,78 @@ def test_model_encoder_uses_a_trained_model_tarball_and_round_trips(digits, tmp_
     assert np.allclose(loaded.features(images), expected, atol=1e-4)
     corrupted = loaded.test(darker(images, None, shift=60))
     assert corrupted.drift and corrupted.p_value < loaded.test(images).p_value
+
+
+def test_softmax_encoder_measures_the_class_probabilities_and_sees_a_class_proportion_shift(
+        digits, tmp_path):
+    torch.manual_seed(0)
+    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
+    folder = save_artifact(classifier, tmp_path / "model")
+    base = tmp_path / "opt_ml"
+    write_images(base / "processing" / "input" / "data", digits[0][:300])
+    write_tarball(folder, base / "processing" / "input" / "model" / "model.tar.gz")
+    result = run_entrypoint("monitoring", "train", "--encoder", "softmax", base=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    detector_dir = base / "processing" / "output" / "detector"
+    config = json.loads((detector_dir / "detector.json").read_text())
+    assert config["encoder"]["kind"] == "softmax" and config["encoder"]["feature_dim"] == 10
+    loaded = DriftDetector.load(detector_dir)
+    images = digits[1][:200]
+    assert np.allclose(loaded.features(images), classifier.probabilities(images), atol=1e-5)
+    assert np.allclose(loaded.features(images).sum(1), 1, atol=1e-5)
+    # A batch of one class only, against the reference's mix of all ten.
+    images, labels = digits_images(32)
+    held_out = np.random.default_rng(7).permutation(len(images))[REFERENCE_IMAGES:]
+    zeros = np.stack([images[i] for i in held_out if labels[i] == "0"])
+    assert loaded.test(zeros).drift
+
+
+def test_stages_encoder_is_standardised_on_the_reference_and_round_trips(digits, tmp_path):
+    torch.manual_seed(0)
+    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
+    folder = save_artifact(classifier, tmp_path / "model")
+    base = tmp_path / "opt_ml"
+    reference = digits[0][:300]
+    write_images(base / "processing" / "input" / "data", reference)
+    write_tarball(folder, base / "processing" / "input" / "model" / "model.tar.gz")
+    result = run_entrypoint("monitoring", "train", "--encoder", "stages", base=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    detector_dir = base / "processing" / "output" / "detector"
+    config = json.loads((detector_dir / "detector.json").read_text())
+    # resnet10t at 32 px: five feature maps (the stem's and four stages') by mean, 1,024 numbers;
+    # the four larger than 1 x 1 by max, 512
+    assert config["encoder"]["kind"] == "stages" and config["encoder"]["feature_dim"] == 1536
+    loaded = DriftDetector.load(detector_dir)
+    features = loaded.features(reference)
+    assert np.allclose(features.mean(0), 0, atol=1e-3)
+    spread = features.std(0)  # 1 but for features nearly constant on the reference
+    assert np.median(spread) == pytest.approx(1, abs=1e-3) and spread.max() <= 1.001
+    images = digits[1][:100]
+    noisy = np.clip(images + np.random.default_rng(0).normal(0, 20, images.shape), 0, 255)
+    corrupted = loaded.test(noisy.astype(np.uint8))
+    assert corrupted.drift and corrupted.p_value < loaded.test(images).p_value
+
+
+def test_a_stages_detector_without_its_standardisation_is_refused(digits, tmp_path):
+    torch.manual_seed(0)
+    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
+    encoder = classifier_encoder(save_artifact(classifier, tmp_path / "model"), kind=STAGES)
+    folder = DriftDetector.fit(encoder, digits[0][:100], permutations=10).save(tmp_path / "d")
+    weights = load_file(folder / "encoder.safetensors")
+    del weights["standardise.scale"]
+    save_file(weights, folder / "encoder.safetensors")
+    config = json.loads((folder / "detector.json").read_text())
+    config["files"]["encoder.safetensors"] = hashlib.sha256(
+        (folder / "encoder.safetensors").read_bytes()).hexdigest()
+    (folder / "detector.json").write_text(json.dumps(with_detector_id(config)))
+    with pytest.raises(DetectorFormatError, match="needs its standardise.shift and standardise.scale"):
+        DriftDetector.load(folder)
+
+
+def test_a_model_encoder_without_a_model_names_what_it_needs(digits, tmp_path, sm_base):
+    write_images(sm_base / "processing" / "input" / "data", digits[0][:50])
+    assert main(["train", "--encoder", "softmax"]) != 0
+    assert "--encoder softmax needs a trained model" in message(sm_base)
 
 
 # --- failures: a clear reason in output/message and a non-zero exit -------------------------------

@@ -13,6 +13,8 @@ by `shared.drift.alibi` alone, which the tests and benchmarks use to check the f
 from shared.drift.detector import DriftDetector, DriftResult, Window, reference_sample, windows
 from shared.drift.encoders import (
     MODEL,
+    SOFTMAX,
+    STAGES,
     UNTRAINED,
     Encoder,
     EncoderFormatError,
@@ -34,6 +36,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MMDResult",
     "MODEL",
+    "SOFTMAX",
+    "STAGES",
     "UNTRAINED",
     "Window",
     "classifier_encoder",

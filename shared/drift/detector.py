@@ -83,7 +83,9 @@ class DriftDetector:
 
     @classmethod
     def fit(cls, encoder: Encoder, images: np.ndarray, **settings: Any) -> DriftDetector:
-        """Encode reference images (N x S x S x 3 uint8) and fit; see `from_features`."""
+        """Adapt the encoder to the reference images (N x S x S x 3 uint8; see `Encoder.adapt`),
+        encode them and fit; see `from_features`."""
+        encoder.adapt(images)
         return cls.from_features(encoder, encoder.encode(images), **settings)
 
     @classmethod

@@ -1,7 +1,7 @@
 """Encoders that turn images into short feature vectors for the MMD test.
 
 MMD on raw pixels has little power (thousands of dimensions, a median-heuristic kernel that sees
-mostly noise), so alibi-detect's image examples first reduce each image with an encoder. Two kinds:
+mostly noise), so alibi-detect's image examples first reduce each image with an encoder. Four kinds:
 
 - `untrained`: the small convolutional encoder of alibi-detect's image examples (three strided
   convolutions and a linear layer to 32 numbers), with weights drawn from a fixed seed. It knows
@@ -9,6 +9,12 @@ mostly noise), so alibi-detect's image examples first reduce each image with an 
   geometry) that a corruption changes, and it needs no model.
 - `model`: the trained classifier's penultimate features (`ImageClassifier.features`). More
   sensitive to shifts that matter to the classifier, and tied to that model.
+- `softmax`: the trained classifier's class probabilities (black-box shift detection, Lipton et
+  al. 2018): as many numbers as classes, and it also sees a change in the class proportions.
+- `stages`: the trained classifier's every stage, each pooled over positions (mean, and max where
+  the stage is larger than 1 x 1), standardised per feature on the reference images. The early
+  stages keep what the penultimate features are trained to ignore (noise, blur, geometry), so it
+  has the most power of the four (bench/drift_power.py); the training pipeline's default.
 
 Both take uint8 images (N x S x S x 3, what `shared.data.decode_images` produces) and normalise on
 their own (`shared.models.NormalisedNetwork`), so the preprocessing travels with the encoder.
@@ -16,7 +22,7 @@ their own (`shared.models.NormalisedNetwork`), so the preprocessing travels with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -37,11 +43,14 @@ from shared.models import (
 )
 from shared.schema import setting
 
-UNTRAINED, MODEL = ENCODER_KINDS
+UNTRAINED, MODEL, SOFTMAX, STAGES = ENCODER_KINDS
 UNTRAINED_ARCHITECTURE = "alibi-conv-encoder"
 ENCODE_BATCH = 256
 # A model encoder's weights are the classifier network's, saved under this prefix (format 1).
 MODEL_WEIGHTS_PREFIX = "model."
+# A stages encoder's standardisation (fitted on the reference) is saved with its weights.
+SHIFT, SCALE = "standardise.shift", "standardise.scale"
+STAGE_SCALE_FLOOR = 0.1
 
 
 class EncoderFormatError(UserError):
@@ -94,10 +103,12 @@ class Encoder:
     """A normalised network with its spec: uint8 images in, float32 features out."""
 
     def __init__(self, spec: EncoderSpec, network: NormalisedNetwork,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu",
+                 standardise: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.spec = spec
         self.network = network.place(device)
         self.device = self.network.device
+        self.standardise = standardise  # stages: (shift, scale) per feature, from `adapt`
 
     @property
     def image_size(self) -> int:
@@ -105,9 +116,31 @@ class Encoder:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The network's weights only: the normalisation is rebuilt from the spec."""
-        prefix = MODEL_WEIGHTS_PREFIX if self.spec.kind == MODEL else ""
-        return {prefix + k: v.detach().cpu().contiguous()
-                for k, v in self.network.network.state_dict().items()}
+        prefix = "" if self.spec.kind == UNTRAINED else MODEL_WEIGHTS_PREFIX
+        state = {prefix + k: v.detach().cpu().contiguous()
+                 for k, v in self.network.network.state_dict().items()}
+        if self.standardise is not None:
+            state |= {SHIFT: torch.from_numpy(self.standardise[0]),
+                      SCALE: torch.from_numpy(self.standardise[1])}
+        return state
+
+    def adapt(self, images: np.ndarray) -> None:
+        """Learn what the kind learns from the reference images: a stages encoder its
+        per-feature standardisation. The stages' scales differ by orders of magnitude, and the
+        MMD's one kernel width would otherwise see only the largest. A feature almost constant
+        on the reference is divided by no less than STAGE_SCALE_FLOOR of its stage's typical
+        spread, so that a tiny wobble in it cannot pass for drift."""
+        if self.spec.kind != STAGES:
+            return
+        self.standardise = None
+        raw = self.encode(images)
+        spread = raw.std(0)
+        widths = self.network.stage_widths(self.image_size)
+        blocks = np.split(spread, np.cumsum(widths)[:-1])
+        typical = np.concatenate([np.full(len(block), np.sqrt(np.mean(block ** 2)) or 1.0)
+                                  for block in blocks])
+        self.standardise = (raw.mean(0), np.maximum(spread, STAGE_SCALE_FLOOR * typical)
+                            .astype(np.float32))
 
     def encode(self, images: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
         """N x S x S x 3 uint8 (an array or memory map) -> N x feature_dim float32."""
@@ -116,12 +149,18 @@ class Encoder:
                              f" got shape {images.shape}")
         if not len(images):
             return np.zeros((0, self.spec.feature_dim), np.float32)
+        if self.spec.kind == SOFTMAX:
+            return self.network.probabilities(images, batch_size)
+        if self.spec.kind == STAGES:
+            raw = self.network.run_batches(images, self.network.stage_statistics, batch_size)
+            return raw if self.standardise is None else (
+                (raw - self.standardise[0]) / self.standardise[1]).astype(np.float32)
         return self.network.encode(images, batch_size)
 
 
-def _feature_dim(network: NormalisedNetwork, image_size: int) -> int:
-    with torch.inference_mode():
-        return int(network.eval().features(torch.zeros(1, 3, image_size, image_size)).shape[1])
+def _feature_dim(encoder: Encoder) -> int:
+    blank = np.zeros((1, encoder.image_size, encoder.image_size, 3), np.uint8)
+    return int(encoder.encode(blank).shape[1])
 
 
 def untrained_encoder(image_size: int = 32, encoding_dim: int = 32, seed: int = 0,
@@ -137,16 +176,18 @@ def untrained_encoder(image_size: int = 32, encoding_dim: int = 32, seed: int = 
 
 
 def classifier_encoder(model_path, image_size: int | None = None,
-                       device: str | torch.device = "cpu") -> Encoder:
-    """Penultimate features of a trained model artifact (folder or model.tar.gz)."""
+                       device: str | torch.device = "cpu", kind: str = MODEL) -> Encoder:
+    """Penultimate features (`model`), class probabilities (`softmax`) or pooled stages
+    (`stages`; `adapt` it to the reference) of a trained model artifact (folder or .tar.gz)."""
     classifier = load_artifact(model_path)
     config = classifier.config
     size = image_size or config.input_size
-    spec = EncoderSpec(MODEL, config.architecture, size, config.mean, config.std,
-                       _feature_dim(classifier, size), config.resize_policy,
-                       options={"class_names": config.class_names,
-                                "model_input_size": config.input_size})
-    return Encoder(spec, classifier, device)
+    options = {"class_names": config.class_names, "model_input_size": config.input_size}
+    spec = EncoderSpec(kind, config.architecture, size, config.mean, config.std, 1,
+                       config.resize_policy, options=options)
+    encoder = Encoder(spec, classifier, device)
+    encoder.spec = replace(spec, feature_dim=_feature_dim(encoder))
+    return encoder
 
 
 def build_encoder(spec: EncoderSpec, state: dict[str, torch.Tensor],
@@ -158,7 +199,7 @@ def build_encoder(spec: EncoderSpec, state: dict[str, torch.Tensor],
         network = NormalisedNetwork(conv_encoder(spec.image_size,
                                                  int(spec.options.get("encoding_dim", 32))),
                                     spec.mean, spec.std)
-        weights = state
+        weights, standardise = state, None
     else:
         names = spec.options.get("class_names")
         if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
@@ -166,6 +207,8 @@ def build_encoder(spec: EncoderSpec, state: dict[str, torch.Tensor],
         network = ImageClassifier(create_network(spec.architecture, len(names)),
                                   ModelConfig(spec.architecture, names, spec.image_size, spec.mean,
                                               spec.std, spec.resize_policy))
+        state = dict(state)
+        standardise = _standardisation(spec, state.pop(SHIFT, None), state.pop(SCALE, None))
         if not all(k.startswith(MODEL_WEIGHTS_PREFIX) for k in state):
             raise EncoderFormatError(f"the encoder weights of a model encoder are named"
                                      f" {MODEL_WEIGHTS_PREFIX}*; these are not")
@@ -174,7 +217,25 @@ def build_encoder(spec: EncoderSpec, state: dict[str, torch.Tensor],
         load_exact(network.network, weights, f"the encoder weights do not fit {spec.architecture}")
     except UnsafeArtifactError as exc:
         raise EncoderFormatError(str(exc)) from None
-    dim = _feature_dim(network, spec.image_size)
+    encoder = Encoder(spec, network, device, standardise)
+    dim = _feature_dim(encoder)
     if dim != spec.feature_dim:
         raise EncoderFormatError(f"the encoder gives {dim} features, detector.json says {spec.feature_dim}")
-    return Encoder(spec, network, device)
+    return encoder
+
+
+def _standardisation(spec: EncoderSpec, shift: torch.Tensor | None,
+                     scale: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """A stages encoder's saved (shift, scale), checked; other kinds have none."""
+    if spec.kind != STAGES:
+        if shift is not None or scale is not None:
+            raise EncoderFormatError(f"a {spec.kind} encoder has no {SHIFT} or {SCALE}")
+        return None
+    if shift is None or scale is None:
+        raise EncoderFormatError(f"a stages encoder needs its {SHIFT} and {SCALE}")
+    shift, scale = shift.float().numpy(), scale.float().numpy()
+    if (shift.shape != (spec.feature_dim,) or scale.shape != (spec.feature_dim,)
+            or not np.isfinite(shift).all() or not (np.isfinite(scale) & (scale > 0)).all()):
+        raise EncoderFormatError(f"{SHIFT} and {SCALE} must be {spec.feature_dim} finite numbers"
+                                 " (scale above 0)")
+    return shift, scale

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shared.errors import UserError
 from shared.models.config import ModelConfig
 from shared.models.factory import create_network, normalisation
 
@@ -100,6 +101,28 @@ class ImageClassifier(NormalisedNetwork):
         network = self.network
         return network.forward_head(network.forward_features(self.normalise(images)),
                                     pre_logits=True)
+
+    def pooled_stages(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's feature map pooled over positions: the means, then the maxes of the
+        maps larger than 1 x 1 (timm's `forward_intermediates`); N x channels each."""
+        try:
+            stages = self.network.forward_intermediates(self.normalise(images),
+                                                        intermediates_only=True)
+        except (AttributeError, NotImplementedError):
+            raise UserError(f"{self.config.architecture} does not expose its stages (timm's"
+                            " forward_intermediates); use the model encoder") from None
+        return ([s.float().mean((2, 3)) for s in stages]
+                + [s.float().amax((2, 3)) for s in stages if s.shape[2] * s.shape[3] > 1])
+
+    def stage_statistics(self, images: torch.Tensor) -> torch.Tensor:
+        """`pooled_stages` side by side."""
+        return torch.cat(self.pooled_stages(images), dim=1)
+
+    @torch.inference_mode()
+    def stage_widths(self, image_size: int) -> list[int]:
+        """How many numbers each pooled map of `stage_statistics` gives at this input size."""
+        blank = torch.zeros(1, 3, image_size, image_size, device=self.device)
+        return [p.shape[1] for p in self.pooled_stages(blank)]
 
     def logits(self, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
         """Logits of N x H x W x 3 uint8 images, N x classes float32."""
