@@ -25,7 +25,8 @@ from bench.hardware import matmul_gflops, other_jobs_meter
 from bench.report import render
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ("processing", "training", "serving", "drift", "attribution", "scaling")
+BENCHES = ("processing", "training", "serving", "drift", "attribution", "scaling", "quality",
+           "drift_power", "tuning")
 ON_GPU = ("training", "serving", "drift", "attribution")
 ALL = (*BENCHES, "demo")
 
