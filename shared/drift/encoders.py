@@ -16,7 +16,7 @@ mostly noise), so alibi-detect's image examples first reduce each image with an 
   stages keep what the penultimate features are trained to ignore (noise, blur, geometry), so it
   has the most power of the four (bench/drift_power.py); the training pipeline's default.
 
-Both take uint8 images (N x S x S x 3, what `shared.data.decode_images` produces) and normalise on
+All take uint8 images (N x S x S x 3, what `shared.data.decode_images` produces) and normalise on
 their own (`shared.models.NormalisedNetwork`), so the preprocessing travels with the encoder.
 """
 
@@ -115,7 +115,8 @@ class Encoder:
         return self.spec.image_size
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The network's weights only: the normalisation is rebuilt from the spec."""
+        """The network's weights, and a stages encoder's standardisation; the normalisation is
+        rebuilt from the spec."""
         prefix = "" if self.spec.kind == UNTRAINED else MODEL_WEIGHTS_PREFIX
         state = {prefix + k: v.detach().cpu().contiguous()
                  for k, v in self.network.network.state_dict().items()}
