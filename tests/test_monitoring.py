@@ -333,18 +333,24 @@ def test_p_value_threshold_and_distance_equal_alibi_detects_mmd_drift_on_its_per
 # --- the classifier encoder ----------------------------------------------------------------------
 
 
-def test_model_encoder_uses_a_trained_model_tarball_and_round_trips(digits, tmp_path):
+def train_on_a_model(reference, encoder, tmp_path):
+    """monitoring train --encoder ENCODER through the entrypoint, on a seeded resnet10t given as a
+    model.tar.gz: (the classifier, the detector folder, its detector.json)."""
     torch.manual_seed(0)
     classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
-    model, mean, std = classifier.network, classifier.config.mean, classifier.config.std
     folder = save_artifact(classifier, tmp_path / "model")
     base = tmp_path / "opt_ml"
-    write_images(base / "processing" / "input" / "data", digits[0][:300])
+    write_images(base / "processing" / "input" / "data", reference)
     write_tarball(folder, base / "processing" / "input" / "model" / "model.tar.gz")
-    result = run_entrypoint("monitoring", "train", "--encoder", "model", base=base)
+    result = run_entrypoint("monitoring", "train", "--encoder", encoder, base=base)
     assert result.returncode == 0, result.stderr[-3000:]
     detector_dir = base / "processing" / "output" / "detector"
-    config = json.loads((detector_dir / "detector.json").read_text())
+    return classifier, detector_dir, json.loads((detector_dir / "detector.json").read_text())
+
+
+def test_model_encoder_uses_a_trained_model_tarball_and_round_trips(digits, tmp_path):
+    classifier, detector_dir, config = train_on_a_model(digits[0][:300], "model", tmp_path)
+    model, mean, std = classifier.network, classifier.config.mean, classifier.config.std
     assert config["encoder"]["kind"] == "model"
     assert config["encoder"]["architecture"] == "resnet10t"
     assert config["encoder"]["image_size"] == 32
@@ -364,16 +370,7 @@ def test_model_encoder_uses_a_trained_model_tarball_and_round_trips(digits, tmp_
 
 def test_softmax_encoder_measures_the_class_probabilities_and_sees_a_class_proportion_shift(
         digits, tmp_path):
-    torch.manual_seed(0)
-    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
-    folder = save_artifact(classifier, tmp_path / "model")
-    base = tmp_path / "opt_ml"
-    write_images(base / "processing" / "input" / "data", digits[0][:300])
-    write_tarball(folder, base / "processing" / "input" / "model" / "model.tar.gz")
-    result = run_entrypoint("monitoring", "train", "--encoder", "softmax", base=base)
-    assert result.returncode == 0, result.stderr[-3000:]
-    detector_dir = base / "processing" / "output" / "detector"
-    config = json.loads((detector_dir / "detector.json").read_text())
+    classifier, detector_dir, config = train_on_a_model(digits[0][:300], "softmax", tmp_path)
     assert config["encoder"]["kind"] == "softmax" and config["encoder"]["feature_dim"] == 10
     loaded = DriftDetector.load(detector_dir)
     images = digits[1][:200]
@@ -387,17 +384,8 @@ def test_softmax_encoder_measures_the_class_probabilities_and_sees_a_class_propo
 
 
 def test_stages_encoder_is_standardised_on_the_reference_and_round_trips(digits, tmp_path):
-    torch.manual_seed(0)
-    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
-    folder = save_artifact(classifier, tmp_path / "model")
-    base = tmp_path / "opt_ml"
     reference = digits[0][:300]
-    write_images(base / "processing" / "input" / "data", reference)
-    write_tarball(folder, base / "processing" / "input" / "model" / "model.tar.gz")
-    result = run_entrypoint("monitoring", "train", "--encoder", "stages", base=base)
-    assert result.returncode == 0, result.stderr[-3000:]
-    detector_dir = base / "processing" / "output" / "detector"
-    config = json.loads((detector_dir / "detector.json").read_text())
+    _, detector_dir, config = train_on_a_model(reference, "stages", tmp_path)
     # resnet10t at 32 px: five feature maps (the stem's and four stages') by mean, 1,024 numbers;
     # the four larger than 1 x 1 by max, 512
     assert config["encoder"]["kind"] == "stages" and config["encoder"]["feature_dim"] == 1536
