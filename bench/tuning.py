@@ -51,8 +51,6 @@ def measure(trials: int) -> Comparison:
         raise RuntimeError(f"the defaults trial did not complete: {first}")
     best = max(complete, key=lambda r: float(r[METRIC]))
     default_value, best_value = float(first[METRIC]), float(best[METRIC])
-    searched = [k for k in best if k not in ("trial", "state", METRIC, "epochs", "seconds",
-                                             "note", "run_dir")]
     c = Comparison(
         bench="tuning", title=f"Tuning: {DATASET}, best of {trials} Optuna trials vs the defaults",
         workload=f"python -m pipelines tune pipelines/training.yaml --trials {trials} on {DATASET},"
@@ -62,7 +60,7 @@ def measure(trials: int) -> Comparison:
         checks={"tuning found a strictly better trial": best_value > default_value})
     c.notes.append("states: " + ", ".join(f"{s} {sum(r['state'] == s for r in rows)}"
                                            for s in sorted({r['state'] for r in rows})))
-    c.notes.append("best trial: " + ", ".join(f"{k}={best[k]}" for k in searched))
+    c.notes.append("best trial: " + ", ".join(f"{k}={best[k]}" for k in load_search_space()))
     c.notes.append(f"defaults: {defaults_trial()}; study wall time {seconds:.0f} s")
     return c
 
