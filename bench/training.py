@@ -4,7 +4,7 @@ Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shard
 size, optimiser, threads and precision (the job's default: bf16 autocast on a GPU that has it,
 float32 on a CPU); each round trains a few epochs per side and times all but the first (a
 warm-up), the sides alternate for a few rounds and each keeps its best epoch.
-Target (issue 4): the Lightning path at least 0.9x the plain loop.
+Target (issue #22): the Lightning path at least 0.97x the plain loop (issue 4 asked 0.9x).
 Run: .venv/bin/python -m bench.training [--data-copies 2] [--rounds 2] [--epochs 3] [--device cpu|cuda]
      [--batch-size 64] [--quick]
 """
@@ -139,7 +139,7 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device,
     dtype = "bfloat16" if precision(hp, device).startswith("bf16") else "float32"
     return [Comparison("training", "training: Lightning job path vs plain PyTorch loop"
                        + (f", batch {hp.batch_size}" if hp.batch_size != BATCH else ""), workload,
-                       "plain loop", plain, "Lightning", lightning, "images/s", target=0.9,
+                       "plain loop", plain, "Lightning", lightning, "images/s", target=0.97,
                        device=device.type, flops_per_image=flops, dtype=dtype)]
 
 
