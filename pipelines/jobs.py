@@ -207,15 +207,53 @@ class Cluster:
             env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
             yield {h: HostNetwork(h, "lo", {}, env) for h in self.hosts}
             return
-        subnet = ipaddress.ip_network(f"10.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
         name = f"sagemaker-image-mlops-{uuid.uuid4().hex[:12]}"
-        subprocess.run([engine.name, "network", "create", "--subnet", str(subnet), name],
-                       check=True, capture_output=True)
+        subnet = create_network(engine.name, name)
         addresses = {h: str(subnet[10 + i]) for i, h in enumerate(self.hosts)}
         try:
             yield {h: HostNetwork(h, name, addresses) for h in self.hosts}
         finally:
             subprocess.run([engine.name, "network", "rm", "-f", name], capture_output=True)
+
+
+NETWORK_ATTEMPTS = 8
+
+
+def engine_subnets(engine: str) -> list[ipaddress.IPv4Network]:
+    """The subnets of the engine's existing networks (podman's default bridge is 10.88.0.0/16)."""
+    names = subprocess.run([engine, "network", "ls", "--format", "{{.Name}}"], capture_output=True,
+                           text=True).stdout.split()
+    found = subprocess.run([engine, "network", "inspect", *names], capture_output=True,
+                           text=True) if names else None
+    subnets = []
+    for network in json.loads(found.stdout or "[]") if found else []:
+        entries = [e.get("subnet") for e in network.get("subnets") or []]  # podman
+        entries += [c.get("Subnet") for c in (network.get("IPAM") or {}).get("Config") or []]  # docker
+        for entry in filter(None, entries):
+            net = ipaddress.ip_network(entry, strict=False)
+            if net.version == 4:
+                subnets.append(net)
+    return subnets
+
+
+def create_network(engine: str, name: str) -> ipaddress.IPv4Network:
+    """Create network `name` on a random /24 in 10.64.0.0/10 that overlaps none of the engine's
+    networks; one that collides with what the engine cannot list (a host interface, a network
+    made meanwhile) is retried on another subnet. Returns the subnet."""
+    taken = engine_subnets(engine)
+    error = ""
+    for _ in range(NETWORK_ATTEMPTS):
+        subnet = ipaddress.ip_network(f"10.{random.randint(64, 127)}.{random.randint(0, 255)}.0/24")
+        if any(subnet.overlaps(t) for t in taken):
+            continue
+        made = subprocess.run([engine, "network", "create", "--subnet", str(subnet), name],
+                              capture_output=True, text=True)
+        if made.returncode == 0:
+            return subnet
+        error = made.stderr.strip()
+        taken.append(subnet)
+    raise StepFailed(f"could not create a {engine} network for the job's hosts in"
+                     f" {NETWORK_ATTEMPTS} attempts: {error or 'every subnet tried was in use'}")
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,39 @@ def test_containers_run_confined_with_the_steps_limits_and_no_host_network(tmp_p
         Resources.of(bad, bad.spec)
 
 
+FAKE_ENGINE = """#!/bin/sh
+# `network ls|inspect|create` as podman answers them; create refuses the subnets listed in $REFUSE
+echo "$@" >> "$LOG"
+case "$2" in
+  ls) echo podman ;;
+  inspect) echo '[{"name": "podman", "subnets": [{"subnet": "10.88.0.0/16"}]}]' ;;
+  create) case " $REFUSE " in *" $4 "*) echo "Error: subnet $4 is already used on the host" >&2
+                                         exit 125 ;; esac ;;
+esac
+"""
+
+
+def test_container_networks_avoid_the_engines_subnets_and_retry_a_used_one(tmp_path, monkeypatch):
+    """podman's default bridge is 10.88.0.0/16: a job network there fails to create (exit 125)."""
+    from pipelines import jobs
+
+    engine = tmp_path / "fake-engine"
+    engine.write_text(FAKE_ENGINE)
+    engine.chmod(0o755)
+    log = tmp_path / "calls.txt"
+    monkeypatch.setenv("LOG", str(log))
+    monkeypatch.setenv("REFUSE", "10.100.1.0/24")  # used by something the engine does not list
+    octets = iter([88, 80, 100, 1, 101, 2])  # inside 10.88.0.0/16, refused, free
+    monkeypatch.setattr(jobs.random, "randint", lambda low, high: next(octets))
+    assert str(jobs.create_network(str(engine), "job-net")) == "10.101.2.0/24"
+    creates = [line.split()[3] for line in log.read_text().splitlines() if " create " in line]
+    assert creates == ["10.100.1.0/24", "10.101.2.0/24"]  # 10.88.80.0/24 never tried
+
+    monkeypatch.setattr(jobs.random, "randint", lambda low, high: 100 if low == 64 else 1)
+    with pytest.raises(jobs.StepFailed, match="could not create a .* network .* already used"):
+        jobs.create_network(str(engine), "job-net")
+
+
 FAN = """
 name: fan
 parameters:
