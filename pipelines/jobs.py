@@ -223,10 +223,11 @@ def engine_subnets(engine: str) -> list[ipaddress.IPv4Network]:
     """The subnets of the engine's existing networks (podman's default bridge is 10.88.0.0/16)."""
     names = subprocess.run([engine, "network", "ls", "--format", "{{.Name}}"], capture_output=True,
                            text=True).stdout.split()
-    found = subprocess.run([engine, "network", "inspect", *names], capture_output=True,
-                           text=True) if names else None
+    if not names:
+        return []
+    found = subprocess.run([engine, "network", "inspect", *names], capture_output=True, text=True)
     subnets = []
-    for network in json.loads(found.stdout or "[]") if found else []:
+    for network in json.loads(found.stdout or "[]"):
         entries = [e.get("subnet") for e in network.get("subnets") or []]  # podman
         entries += [c.get("Subnet") for c in (network.get("IPAM") or {}).get("Config") or []]  # docker
         for entry in filter(None, entries):
