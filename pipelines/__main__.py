@@ -39,6 +39,9 @@ def add_run_options(parser: argparse.ArgumentParser, run_dir: str) -> None:
     parser.add_argument("--param", type=parse_param, action="append", default=[],
                         help="pipeline parameter NAME=VALUE (repeatable)")
     parser.add_argument("--engine", choices=("local", "docker", "podman"), default="local")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="local engine: start each job as a fresh interpreter, not as a fork of"
+                             " one that has imported torch and the other libraries")
     parser.add_argument("--images", type=Path, default=None,
                         help="JSON map component -> image URI (make image-uris) for docker/podman")
     parser.add_argument("--run-dir", type=Path, default=None, help=run_dir)
@@ -47,7 +50,8 @@ def add_run_options(parser: argparse.ArgumentParser, run_dir: str) -> None:
 def engine_of(args: argparse.Namespace):
     from pipelines.jobs import Engine  # the runner's imports: the export's environment lacks them
 
-    return Engine(args.engine, json.loads(args.images.read_text()) if args.images else None)
+    return Engine(args.engine, json.loads(args.images.read_text()) if args.images else None,
+                  warm=not args.cold_start)
 
 
 def default_run_dir(kind: str, pipeline_name: str) -> Path:

@@ -41,6 +41,7 @@ from typing import Any
 
 import psutil
 
+from pipelines import warm
 from pipelines.definition import PipelineError, Step
 from pipelines.server import ROOT, free_port, request, running_server
 from shared import schema
@@ -97,6 +98,12 @@ class Engine:
     run_args: tuple[str, ...] = ()
     cpus: tuple[int, ...] | None = None  # the CPUs its jobs run on (None: all of them)
     stop_when: Callable[[], str | None] | None = None  # polled while a job runs: a reason stops it
+    warm: bool = True  # local jobs fork from a process with the libraries imported (pipelines.warm)
+
+    @property
+    def popen(self) -> Callable[..., Any]:
+        """What starts a job's process: subprocess.Popen's signature."""
+        return warm.popen if self.name == "local" and self.warm else subprocess.Popen
 
     def image(self, component: str) -> str:
         if self.images and component in self.images:
@@ -280,17 +287,16 @@ class HostJob:
     reason_file: Path
 
 
-def _run(jobs: list[HostJob], log_file: Path,
-         stop_when: Callable[[], str | None] | None = None) -> None:
+def _run(jobs: list[HostJob], log_file: Path, engine: Engine) -> None:
     """Start every host's job together and wait for all; the first failure stops the others (a
     training host would otherwise wait for its peer forever) and is the step's reason. A reason
-    from `stop_when` (asked every half second) stops them all."""
+    from the engine's `stop_when` (asked every half second) stops them all."""
     logs = [log_file if len(jobs) == 1 else log_file.with_name(f"log-{j.host}.txt") for j in jobs]
     procs = []
     for job, log in zip(jobs, logs, strict=True):
         with open(log, "a") as out:
-            procs.append(subprocess.Popen(job.command, env=job.env, stdout=out,
-                                          stderr=subprocess.STDOUT, cwd=ROOT))
+            procs.append(engine.popen(job.command, env=job.env, stdout=out,
+                                      stderr=subprocess.STDOUT, cwd=ROOT))
     failed = stopped = None
     try:
         pending = dict(enumerate(procs))
@@ -304,8 +310,8 @@ def _run(jobs: list[HostJob], log_file: Path,
                 if code != 0:
                     failed = index
                     break
-            if stop_when is not None and pending and failed is None:
-                stopped = stop_when()
+            if engine.stop_when is not None and pending and failed is None:
+                stopped = engine.stop_when()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -361,7 +367,7 @@ def processing_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Eng
                        base / "output": "/opt/ml/output", base / "config": "/opt/ml/config:ro"})
         command, env = engine.command(step.component, args, base, mounts, Resources.of(step, spec))
         jobs.append(HostJob(host, command, env, base / "output" / "message"))
-    _run(jobs, log_file, engine.stop_when)
+    _run(jobs, log_file, engine)
     names = spec.get("outputs") or []
     if len(cluster.hosts) == 1:
         return {name: cluster.base(cluster.hosts[0]) / "processing" / "output" / name
@@ -416,7 +422,7 @@ def training_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engin
                                           network=networks[host] if len(cluster.hosts) > 1
                                           else None)
             jobs.append(HostJob(host, command, env, base / "output" / "failure"))
-        _run(jobs, log_file, engine.stop_when)
+        _run(jobs, log_file, engine)
     first = cluster.base(cluster.hosts[0])  # only the first host writes the model
     return {"model": first / "model", "output_data": first / "output" / "data"}
 
@@ -447,7 +453,8 @@ def transform_job(step: Step, spec: dict[str, Any], step_dir: Path, engine: Engi
                                     {inputs["model"]: "/opt/ml/model:ro"}, Resources.of(step, spec),
                                     publish=port, pass_env=("SAGEMAKER_MODEL_SERVER_WORKERS",))
     with open(log_file, "a") as log, running_server(base, workers=int(spec.get("workers", 1)),
-                                                     command=command, port=port) as (_, port):
+                                                     command=command, port=port,
+                                                     popen=engine.popen) as (_, port):
         status, params, _ = request(port, "GET", "/execution-parameters")
         limit = params.get("MaxPayloadInMB", 6) if status == 200 else 6
         for path in files:

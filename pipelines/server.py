@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,19 +48,20 @@ def running_server(base: Path, workers: int = 1, env: dict[str, str] | None = No
                    wait_ready: bool = True, command: list[str] | None = None,
                    startup_timeout: float = 120,
                    port: int | None = None, stdout=subprocess.DEVNULL,
+                   popen: Callable[..., subprocess.Popen] = subprocess.Popen,
                    ) -> Iterator[tuple[subprocess.Popen, int]]:
     """Start `algorithm serve` (or `command`) for the model under `base`; SIGTERM it on exit.
 
     Waits until /ping answers 200 (or, with wait_ready=False, until the server answers at all).
-    `port` is where it answers on 127.0.0.1 (default: a free one); `stdout` takes its access log.
+    `port` is where it answers on 127.0.0.1 (default: a free one); `stdout` takes its access log;
+    `popen` starts it (the local engine's warm start, pipelines.warm.popen, has the same calls).
     """
     port = port or free_port()
     full_env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base), "PYTHONPATH": str(ROOT),
                 "SAGEMAKER_BIND_TO_PORT": str(port),
                 "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers), **(env or {})}
     command = command or [sys.executable, "-m", "algorithm", "serve", "--host", "127.0.0.1"]
-    proc = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=stdout,
-                            stderr=subprocess.PIPE, text=True)
+    proc = popen(command, env=full_env, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
