@@ -198,7 +198,11 @@ def test_workers_hold_slots_and_a_replaced_worker_takes_over_its_slot(tmp_path):
         psutil.Process(slots[1]).send_signal(signal.SIGKILL)
         pid, slot, _ = log.wait_for(SLOT_LINE).groups()
         assert int(slot) == 1 and int(pid) not in slots.values()
-        assert request(port, "GET", "/ping")[0] == 200
+        # the replacement loads its model after that line (/ping is 503 on it until then)
+        deadline = time.monotonic() + 120
+        while request(port, "GET", "/ping")[0] != 200:
+            assert proc.poll() is None and time.monotonic() < deadline, "no healthy worker"
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
