@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines.definition import load_pipeline
+from pipelines.jobs import Engine
 from pipelines.registry import APPROVED, Registry
 from pipelines.runner import Runner, RunResult
 from shared.evaluation import read_accuracy
@@ -74,10 +75,10 @@ def make_data(root: Path, seed: int = 0) -> dict[str, Path]:
     }
 
 
-def run(definition: str, params: dict[str, object], run_dir: Path) -> RunResult:
+def run(definition: str, params: dict[str, object], run_dir: Path, engine: Engine) -> RunResult:
     pipeline = load_pipeline(HERE / definition)
     result = Runner(pipeline, {k: str(v) for k, v in params.items() if v is not None},
-                    run_dir).run()
+                    run_dir, engine).run()
     print(result.summary(), flush=True)
     if (failed := result.failed_step) is not None:
         sys.exit(f"the {definition} pipeline failed at {failed.name}: {failed.detail}")
@@ -119,7 +120,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--label-studio-tasks", type=int, default=0, metavar="N",
                         help="end by exporting the N least confident drifted images of stage 3"
                              " as Label Studio tasks (python -m labelling), into <out>/label-studio")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="start each job as a fresh interpreter, not warm (pipelines/warm.py)")
     args = parser.parse_args(argv)
+    engine = Engine(warm=not args.cold_start)
     out = args.out.resolve()
     if out.exists():
         shutil.rmtree(out)
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     def timed(label: str, definition: str, params: dict, folder: str) -> RunResult:
         print(f"\n=== {label} ===", flush=True)
         t = time.monotonic()
-        result = run(definition, params, out / "runs" / folder)
+        result = run(definition, params, out / "runs" / folder, engine)
         timings.append((label, time.monotonic() - t, result))
         return result
 
