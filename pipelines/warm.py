@@ -28,9 +28,9 @@ from typing import Any
 PRELOAD = ["numpy", "PIL.Image", "torch", "timm", "pytorch_lightning", "captum.attr",
            "safetensors.torch", "albumentations", "matplotlib.pyplot"]
 
+
 def start_server() -> None:
-    """Start the fork server if it is not running (it imports PRELOAD in the background): early,
-    so that the first job does not wait for the imports alone."""
+    """Start the fork server if it is not running; it imports PRELOAD once, before its first job."""
     forkserver.set_forkserver_preload(PRELOAD)
     forkserver.ensure_running()
 
@@ -131,7 +131,7 @@ class WarmProcess:
         err = target(stderr, "stderr")
         start_server()
         self._process = _JobProcess(target=_run_module, name=f"job {module}",
-                                         args=(module, argv, env, cwd, cpus, out, err))
+                                    args=(module, argv, env, cwd, cpus, out, err))
         try:
             self._process.start()
         finally:
