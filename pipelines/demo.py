@@ -75,7 +75,8 @@ def make_data(root: Path, seed: int = 0) -> dict[str, Path]:
     }
 
 
-def run(definition: str, params: dict[str, object], run_dir: Path, engine: Engine) -> RunResult:
+def run(definition: str, params: dict[str, object], run_dir: Path,
+        engine: Engine | None = None) -> RunResult:
     pipeline = load_pipeline(HERE / definition)
     result = Runner(pipeline, {k: str(v) for k, v in params.items() if v is not None},
                     run_dir, engine).run()
