@@ -11,12 +11,13 @@ images, `DRAWS` times per cell, and tested at p = 0.05 with 100 permutations:
 - the evaluation job's Gaussian noise (sigma 0.08), blur (radius 1 px) and brightness (+0.3)
   (algorithm/robustness.py), JPEG at quality 10, contrast halved and a 15 degree rotation; the
   notes give each one's PSNR against the clean images. The evaluation's JPEG at quality 30 is
-  shown too, outside the target: at these sizes it changes little (PSNR about 28 dB) and no
-  encoder sees it;
+  shown too, outside the target: at these sizes it changes little (PSNR about 28 dB), and only
+  the stages encoder's image statistics (JPEG blockiness) see it;
 - class proportions: the batch drawn from the first half of the classes only (one of two).
 Batch sizes are 50, 100 and 500 where the held-out pool holds that many images.
 Target: power >= 0.9 for every shift at batches of >= 100 images with the default (`stages`)
-detector, and a false-alarm count no higher than the 95th percentile of Binomial(draws, 0.05), i.e.
+detector (at batches of 50 where the pool is smaller than 100: stricter, and still measured), and
+a false-alarm count no higher than the 95th percentile of Binomial(draws, 0.05), i.e.
 consistent with a false-alarm rate <= the configured p-value.
 Run: .venv/bin/python -m bench.drift_power [--quick] [--json PATH]
 """
@@ -140,7 +141,9 @@ def measure_dataset(name: str, work: Path) -> dict:
 def comparison(name: str, found: dict) -> Comparison:
     table = found["encoders"][STAGES]
     shifts = [s for s in table if s not in ("clean", MILD)]
-    powers = [table[s][b] for s in shifts for b in table[s] if b >= MIN_BATCH]
+    # A pool too small for a batch of MIN_BATCH (faces: 80 images) is judged at its largest batch
+    judged = min(MIN_BATCH, max(table["clean"]))
+    powers = [table[s][b] for s in shifts for b in table[s] if b >= judged]
     alarms = {b: round(r * CLEAN_DRAWS) for b, r in table["clean"].items()}
     allowed = binomial_quantile(CLEAN_DRAWS, P_VALUE)
     c = Comparison(
@@ -149,11 +152,13 @@ def comparison(name: str, found: dict) -> Comparison:
                  f" {found['pool']} held-out images; {DRAWS} draws per shifted cell,"
                  f" {CLEAN_DRAWS} clean; p = {P_VALUE}",
         side_a="required power", a=POWER_TARGET,
-        side_b=f"lowest power over the shifts at batches >= {MIN_BATCH}",
+        side_b=f"lowest power over the shifts at batches >= {judged}",
         b=min(powers) if powers else 0.0, unit="detection rate", target=1.0,
         checks={f"false alarms <= {allowed} of {CLEAN_DRAWS} at every batch size":
-                all(a <= allowed for a in alarms.values()),
-                f"some batch of >= {MIN_BATCH} images measured": bool(powers)})
+                all(a <= allowed for a in alarms.values())})
+    if judged < MIN_BATCH:
+        c.notes.append(f"the held-out pool holds {found['pool']} images, too few for a batch of"
+                       f" {MIN_BATCH}: judged at batches of {judged}")
     for kind, rows in found["encoders"].items():
         sizes = sorted({b for r in rows.values() for b in r})
         c.notes.append(f"{kind} encoder, detection rate at batch " + "/".join(map(str, sizes))

@@ -34,8 +34,8 @@ class TrainConfig(Workers):
                            help="untrained: a seeded random convolutional encoder (no model"
                                 " needed); model: the trained classifier's penultimate features;"
                                 " softmax: its class probabilities (also sees a change in the"
-                                " class proportions); stages: its every stage, pooled and"
-                                " standardised (the most power)")
+                                " class proportions); stages: its every stage, pooled, with"
+                                " three image statistics, standardised (the most power)")
     image_size: int | None = setting(None, min=22, max=512, metavar="SIZE",
                                      help=f"images are resized to SIZE x SIZE before encoding"
                                           f" (none: {DEFAULT_IMAGE_SIZE}, or the model's input"

@@ -5,8 +5,10 @@ and serve run through the real entrypoints; the many repeated draws call shared.
 """
 
 import hashlib
+import io
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,6 +28,7 @@ from shared.drift import (
     untrained_encoder,
     windows,
 )
+from shared.drift.encoders import image_statistics
 from shared.drift.mmd import (
     gaussian_kernel,
     median_bandwidth,
@@ -387,17 +390,64 @@ def test_stages_encoder_is_standardised_on_the_reference_and_round_trips(digits,
     reference = digits[0][:300]
     _, detector_dir, config = train_on_a_model(reference, "stages", tmp_path)
     # resnet10t at 32 px: five feature maps (the stem's and four stages') by mean, 1,024 numbers;
-    # the four larger than 1 x 1 by max, 512
-    assert config["encoder"]["kind"] == "stages" and config["encoder"]["feature_dim"] == 1536
+    # the four larger than 1 x 1 by max, 512; then the three image statistics
+    assert config["encoder"]["kind"] == "stages" and config["encoder"]["feature_dim"] == 1539
+    assert config["encoder"]["options"]["image_statistics"] is True
     loaded = DriftDetector.load(detector_dir)
     features = loaded.features(reference)
     assert np.allclose(features.mean(0), 0, atol=1e-3)
-    spread = features.std(0)  # 1 but for features nearly constant on the reference
+    # Each block weighs alike: a feature's spread times the square root of its block's width is
+    # 1, but for features nearly constant on the reference
+    widths = [64, 64, 128, 256, 512, 64, 64, 128, 256, 3]
+    spread = features.std(0) * np.sqrt(np.repeat(widths, widths))
     assert np.median(spread) == pytest.approx(1, abs=1e-3) and spread.max() <= 1.001
     images = digits[1][:100]
     noisy = np.clip(images + np.random.default_rng(0).normal(0, 20, images.shape), 0, 255)
     corrupted = loaded.test(noisy.astype(np.uint8))
     assert corrupted.drift and corrupted.p_value < loaded.test(images).p_value
+
+
+def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
+    def recompress(image: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        return np.asarray(Image.open(buffer).convert("RGB"))
+
+    return np.stack([recompress(image) for image in images])
+
+
+def test_image_statistics_see_jpeg_blocking_noise_and_blur(digits):
+    images = digits[1][:50]
+    clean = image_statistics(torch.from_numpy(images).permute(0, 3, 1, 2))
+    blocked = image_statistics(torch.from_numpy(jpeg(images, 10)).permute(0, 3, 1, 2))
+    gradient, laplacian, blockiness = clean.mean(0)
+    assert blocked[:, 2].mean() > 1.5 * blockiness  # JPEG's 8 x 8 block edges stand out
+    noisy = np.clip(images + np.random.default_rng(0).normal(0, 20, images.shape), 0, 255)
+    noisy_stats = image_statistics(torch.from_numpy(noisy.astype(np.uint8)).permute(0, 3, 1, 2))
+    assert noisy_stats[:, 1].mean() > 2 * laplacian
+    blurred = np.stack([np.asarray(Image.fromarray(im).filter(ImageFilter.GaussianBlur(1)))
+                        for im in images])
+    blurred_stats = image_statistics(torch.from_numpy(blurred).permute(0, 3, 1, 2))
+    assert blurred_stats[:, 0].mean() < gradient
+    small = image_statistics(torch.zeros(2, 3, 8, 8))  # no block edge inside an 8 px image
+    assert small.shape == (2, 3) and torch.all(small == 0)
+
+
+def test_a_stages_detector_flags_jpeg_and_loads_one_saved_without_the_statistics(digits, tmp_path):
+    torch.manual_seed(0)
+    classifier = ImageClassifier.create("resnet10t", [str(d) for d in range(10)], 32).eval()
+    model = save_artifact(classifier, tmp_path / "model")
+    reference, held_out = digits[0][:300], digits[1][:100]
+    with_statistics = DriftDetector.fit(classifier_encoder(model, kind=STAGES), reference, seed=0)
+    blocked = with_statistics.test(jpeg(held_out, 10))
+    assert blocked.drift and blocked.p_value < with_statistics.test(held_out).p_value
+    # A detector saved before the image statistics (no option, 1,536 features) loads and works
+    # as it did: the same pooled stages, without the statistics
+    encoder = classifier_encoder(model, kind=STAGES)
+    options = {k: v for k, v in encoder.spec.options.items() if k != "image_statistics"}
+    encoder.spec = replace(encoder.spec, options=options, feature_dim=1536)
+    old = DriftDetector.load(DriftDetector.fit(encoder, reference, seed=0).save(tmp_path / "old"))
+    assert old.encoder.spec.feature_dim == 1536 and old.features(held_out).shape == (100, 1536)
 
 
 def test_a_stages_detector_without_its_standardisation_is_refused(digits, tmp_path):

@@ -12,9 +12,11 @@ mostly noise), so alibi-detect's image examples first reduce each image with an 
 - `softmax`: the trained classifier's class probabilities (black-box shift detection, Lipton et
   al. 2018): as many numbers as classes, and it also sees a change in the class proportions.
 - `stages`: the trained classifier's every stage, each pooled over positions (mean, and max where
-  the stage is larger than 1 x 1), standardised per feature on the reference images. The early
-  stages keep what the penultimate features are trained to ignore (noise, blur, geometry), so it
-  has the most power of the four (bench/drift_power.py); the training pipeline's default.
+  the stage is larger than 1 x 1), and three image statistics (`image_statistics`), standardised
+  per feature on the reference images and weighted so that each stage (and the statistics) counts
+  alike. The early stages keep what the penultimate features are trained to ignore (noise, blur,
+  geometry), and the statistics what every stage ignores (JPEG blocking), so it has the most power
+  of the four (bench/drift_power.py); the training pipeline's default.
 
 All take uint8 images (N x S x S x 3, what `shared.data.decode_images` produces) and normalise on
 their own (`shared.models.NormalisedNetwork`), so the preprocessing travels with the encoder.
@@ -51,6 +53,39 @@ MODEL_WEIGHTS_PREFIX = "model."
 # A stages encoder's standardisation (fitted on the reference) is saved with its weights.
 SHIFT, SCALE = "standardise.shift", "standardise.scale"
 STAGE_SCALE_FLOOR = 0.1
+# A stages encoder's options flag its `image_statistics` block; detectors saved before it have none.
+IMAGE_STATISTICS = "image_statistics"
+IMAGE_STATISTICS_WIDTH = 3  # gradient, Laplacian, blockiness
+JPEG_BLOCK = 8  # the side of JPEG's DCT blocks, whose edges `image_statistics` compares
+
+
+def image_statistics(images: torch.Tensor) -> torch.Tensor:
+    """N x 3 x H x W images on the 0..255 scale -> N x 3: mean absolute gradient, mean absolute
+    Laplacian (detail and noise), and blockiness, the mean gradient across the edges of JPEG's
+    8 x 8 blocks over that inside them (about 1, and 2 after JPEG at quality 10 at this size).
+    A classifier's features barely move under JPEG (about 0.2 of their spread on
+    bench/drift_power.py's scenes) while blockiness moves by 3 to 7 spreads. Blocks are counted
+    from the model input's corner, so the statistic sees JPEG done at (or aligned with) that size."""
+    grey = images.float().mean(1)
+    dx = (grey[:, :, 1:] - grey[:, :, :-1]).abs()
+    dy = (grey[:, 1:, :] - grey[:, :-1, :]).abs()
+    laplacian = (4 * grey[:, 1:-1, 1:-1] - grey[:, :-2, 1:-1] - grey[:, 2:, 1:-1]
+                 - grey[:, 1:-1, :-2] - grey[:, 1:-1, 2:]).abs().mean((1, 2))
+    gradient = (dx.mean((1, 2)) + dy.mean((1, 2))) / 2
+    blockiness = (_blockiness(dx, 2) + _blockiness(dy, 1)) / 2
+    return torch.stack([gradient, laplacian, blockiness], dim=1)
+
+
+def _blockiness(differences: torch.Tensor, axis: int) -> torch.Tensor:
+    """Mean difference across block edges over (1 + the mean inside blocks), along `axis`."""
+    n = differences.shape[axis]
+    edge = torch.zeros(n, dtype=torch.bool, device=differences.device)
+    edge[JPEG_BLOCK - 1::JPEG_BLOCK] = True
+    if not edge.any():  # an image no wider than one block
+        return differences.new_zeros(len(differences))
+    across = differences.index_select(axis, edge.nonzero().flatten()).mean((1, 2))
+    inside = differences.index_select(axis, (~edge).nonzero().flatten()).mean((1, 2))
+    return across / (1 + inside)
 
 
 class EncoderFormatError(UserError):
@@ -69,7 +104,8 @@ class EncoderSpec:
     feature_dim: int = setting(min=1)
     resize_policy: str = setting("crop", choices=RESIZE_POLICIES)
     options: dict[str, Any] = setting(default_factory=dict, help="kind-specific: encoding_dim,"
-                                                                 " seed, class_names")
+                                                                 " seed, class_names,"
+                                                                 " image_statistics")
 
     def to_json(self) -> dict[str, Any]:
         return schema.to_json(self)
@@ -130,18 +166,31 @@ class Encoder:
         per-feature standardisation. The stages' scales differ by orders of magnitude, and the
         MMD's one kernel width would otherwise see only the largest. A feature almost constant
         on the reference is divided by no less than STAGE_SCALE_FLOOR of its stage's typical
-        spread, so that a tiny wobble in it cannot pass for drift."""
+        spread, so that a tiny wobble in it cannot pass for drift (each image statistic, in
+        units of its own, is its own stage for this). Each block (a stage's means, its maxes,
+        the image statistics) is then divided by the square root of its width, so that every
+        block adds alike to a squared distance: the 512 means of the last stage would otherwise
+        drown out the three image statistics, and with them a shift only those see."""
         if self.spec.kind != STAGES:
             return
         self.standardise = None
         raw = self.encode(images)
         spread = raw.std(0)
         widths = self.network.stage_widths(self.image_size)
-        blocks = np.split(spread, np.cumsum(widths)[:-1])
+        statistics = IMAGE_STATISTICS_WIDTH if self.spec.options.get(IMAGE_STATISTICS) else 0
+        floors = np.split(spread, np.cumsum(widths + [1] * statistics)[:-1])
         typical = np.concatenate([np.full(len(block), np.sqrt(np.mean(block ** 2)) or 1.0)
-                                  for block in blocks])
-        self.standardise = (raw.mean(0), np.maximum(spread, STAGE_SCALE_FLOOR * typical)
+                                  for block in floors])
+        blocks = widths + [statistics] * bool(statistics)
+        weight = np.concatenate([np.full(width, np.sqrt(width)) for width in blocks])
+        self.standardise = (raw.mean(0), (np.maximum(spread, STAGE_SCALE_FLOOR * typical) * weight)
                             .astype(np.float32))
+
+    def _stages(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.network.stage_statistics(images)
+        if not self.spec.options.get(IMAGE_STATISTICS):
+            return pooled
+        return torch.cat([pooled, image_statistics(images)], dim=1)
 
     def encode(self, images: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
         """N x S x S x 3 uint8 (an array or memory map) -> N x feature_dim float32."""
@@ -153,7 +202,7 @@ class Encoder:
         if self.spec.kind == SOFTMAX:
             return self.network.probabilities(images, batch_size)
         if self.spec.kind == STAGES:
-            raw = self.network.run_batches(images, self.network.stage_statistics, batch_size)
+            raw = self.network.run_batches(images, self._stages, batch_size)
             return raw if self.standardise is None else (
                 (raw - self.standardise[0]) / self.standardise[1]).astype(np.float32)
         return self.network.encode(images, batch_size)
@@ -184,6 +233,8 @@ def classifier_encoder(model_path, image_size: int | None = None,
     config = classifier.config
     size = image_size or config.input_size
     options = {"class_names": config.class_names, "model_input_size": config.input_size}
+    if kind == STAGES:
+        options[IMAGE_STATISTICS] = True
     spec = EncoderSpec(kind, config.architecture, size, config.mean, config.std, 1,
                        config.resize_policy, options=options)
     encoder = Encoder(spec, classifier, device)
@@ -208,6 +259,8 @@ def build_encoder(spec: EncoderSpec, state: dict[str, torch.Tensor],
         network = ImageClassifier(create_network(spec.architecture, len(names)),
                                   ModelConfig(spec.architecture, names, spec.image_size, spec.mean,
                                               spec.std, spec.resize_policy))
+        if not isinstance(spec.options.get(IMAGE_STATISTICS, False), bool):
+            raise EncoderFormatError(f"the option {IMAGE_STATISTICS} must be true or false")
         state = dict(state)
         standardise = _standardisation(spec, state.pop(SHIFT, None), state.pop(SCALE, None))
         if not all(k.startswith(MODEL_WEIGHTS_PREFIX) for k in state):
