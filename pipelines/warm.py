@@ -14,6 +14,7 @@ with subprocess.Popen as before.
 from __future__ import annotations
 
 import atexit
+import gc
 import io
 import os
 import runpy
@@ -170,6 +171,10 @@ class WarmProcess:
 def _run_module(module: str, argv: list[str], env: dict[str, str], cwd: str,
                 cpus: list[int] | None, stdout: _Fd | None, stderr: _Fd | None) -> None:
     """In the forked process: become `python -m module argv...` as a fresh interpreter would be."""
+    # What the fork server imported stays shared with it only while nothing writes to it: out of
+    # the cyclic collector's reach, whose passes write to every object they track (copying each
+    # page that holds one, in the job and in every process it forks in turn)
+    gc.freeze()
     for fd, stream, target in ((stdout, sys.stdout, 1), (stderr, sys.stderr, 2)):
         if fd is not None:
             stream.flush()

@@ -14,7 +14,6 @@ how the work is spread over processes.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -22,6 +21,8 @@ from pathlib import Path
 import albumentations as A
 import cv2
 import numpy as np
+
+from shared.data.parallel import fork_pool
 
 _pipeline_cache: dict[bool, A.Compose] = {}
 # (source images, output copies) of the augmentation under way. Forked workers inherit both
@@ -86,7 +87,7 @@ def augment_rows(images: np.ndarray, rows: list[int], copies: int, seed: int, *,
                 yield rows[k], out[k]
             return
         chunksize = max(1, min(64, len(rows) // (workers * 8)))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:  # forked after _arrays is set
+        with fork_pool(workers) as pool:  # forked after _arrays is set
             for k in pool.imap(work, items, chunksize=chunksize):
                 yield rows[k], out[k]
     finally:
