@@ -62,10 +62,11 @@ JPEG_BLOCK = 8  # the side of JPEG's DCT blocks, whose edges `image_statistics` 
 def image_statistics(images: torch.Tensor) -> torch.Tensor:
     """N x 3 x H x W images on the 0..255 scale -> N x 3: mean absolute gradient, mean absolute
     Laplacian (detail and noise), and blockiness, the mean gradient across the edges of JPEG's
-    8 x 8 blocks over that inside them (about 1, and 2 after JPEG at quality 10 at this size).
-    A classifier's features barely move under JPEG (about 0.2 of their spread on
-    bench/drift_power.py's scenes) while blockiness moves by 3 to 7 spreads. Blocks are counted
-    from the model input's corner, so the statistic sees JPEG done at (or aligned with) that size."""
+    8 x 8 blocks over that inside them (near 1 on bench/drift_power.py's 32 px scenes, about 2
+    after JPEG at quality 10). A classifier's features barely move under that JPEG (about 0.2 of
+    their spread) while blockiness moves by 3 to 7 spreads on that benchmark's data sets. Blocks
+    are counted from the model input's corner: the statistic sees JPEG done at (or aligned with)
+    the input size."""
     grey = images.float().mean(1)
     dx = (grey[:, :, 1:] - grey[:, :, :-1]).abs()
     dy = (grey[:, 1:, :] - grey[:, :-1, :]).abs()
