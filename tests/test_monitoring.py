@@ -441,8 +441,8 @@ def test_a_stages_detector_flags_jpeg_and_loads_one_saved_without_the_statistics
     with_statistics = DriftDetector.fit(classifier_encoder(model, kind=STAGES), reference, seed=0)
     blocked = with_statistics.test(jpeg(held_out, 10))
     assert blocked.drift and blocked.p_value < with_statistics.test(held_out).p_value
-    # A detector saved before the image statistics (no option, 1,536 features) loads and works
-    # as it did: the same pooled stages, without the statistics
+    # A detector saved before the image statistics (no option, 1,536 features) loads and encodes
+    # the pooled stages alone, as it did
     encoder = classifier_encoder(model, kind=STAGES)
     options = {k: v for k, v in encoder.spec.options.items() if k != "image_statistics"}
     encoder.spec = replace(encoder.spec, options=options, feature_dim=1536)
