@@ -34,10 +34,10 @@ def blur(images: np.ndarray, seed: int = 0) -> np.ndarray:
     return _per_image(images, lambda im: im.filter(ImageFilter.GaussianBlur(BLUR_RADIUS)))
 
 
-def jpeg(images: np.ndarray, seed: int = 0) -> np.ndarray:
+def jpeg(images: np.ndarray, seed: int = 0, quality: int = JPEG_QUALITY) -> np.ndarray:
     def recompress(im: Image.Image) -> Image.Image:
         buffer = io.BytesIO()
-        im.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        im.save(buffer, format="JPEG", quality=quality)
         buffer.seek(0)
         return Image.open(buffer)
 

@@ -24,14 +24,14 @@ Run: .venv/bin/python -m bench.drift_power [--quick] [--json PATH]
 
 from __future__ import annotations
 
-import io
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from algorithm.robustness import CORRUPTIONS
+from algorithm.robustness import CORRUPTIONS, jpeg
 from bench.common import Comparison, finish, parser
 from bench.quality import run_default_pipeline, trained_model
 from bench.quality_data import DATASETS, write
@@ -56,17 +56,8 @@ def rotation(images: np.ndarray, seed: int = 0) -> np.ndarray:
                      for im in images])
 
 
-def jpeg(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    def recompress(image: np.ndarray) -> np.ndarray:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        return np.asarray(Image.open(buffer).convert("RGB"))
-
-    return np.stack([recompress(im) for im in images])
-
-
 SHIFTS = {name: CORRUPTIONS[name][0] for name in ("gaussian_noise", "blur", "brightness")} | {
-    f"jpeg q{JPEG_QUALITY}": jpeg, "contrast": contrast, "rotation": rotation,
+    f"jpeg q{JPEG_QUALITY}": partial(jpeg, quality=JPEG_QUALITY), "contrast": contrast, "rotation": rotation,
     MILD: CORRUPTIONS["jpeg"][0]}
 
 

@@ -5,7 +5,6 @@ and serve run through the real entrypoints; the many repeated draws call shared.
 """
 
 import hashlib
-import io
 import json
 import shutil
 from dataclasses import replace
@@ -16,6 +15,7 @@ import torch
 from PIL import Image, ImageFilter
 from safetensors.torch import load_file, save_file
 
+from algorithm.robustness import jpeg
 from monitoring.__main__ import MODES
 from shared.data import decode_images
 from shared.drift import (
@@ -407,19 +407,10 @@ def test_stages_encoder_is_standardised_on_the_reference_and_round_trips(digits,
     assert corrupted.drift and corrupted.p_value < loaded.test(images).p_value
 
 
-def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
-    def recompress(image: np.ndarray) -> np.ndarray:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-        return np.asarray(Image.open(buffer).convert("RGB"))
-
-    return np.stack([recompress(image) for image in images])
-
-
 def test_image_statistics_see_jpeg_blocking_noise_and_blur(digits):
     images = digits[1][:50]
     clean = image_statistics(torch.from_numpy(images).permute(0, 3, 1, 2))
-    blocked = image_statistics(torch.from_numpy(jpeg(images, 10)).permute(0, 3, 1, 2))
+    blocked = image_statistics(torch.from_numpy(jpeg(images, quality=10)).permute(0, 3, 1, 2))
     gradient, laplacian, blockiness = clean.mean(0)
     assert blocked[:, 2].mean() > 1.5 * blockiness  # JPEG's 8 x 8 block edges stand out
     noisy = np.clip(images + np.random.default_rng(0).normal(0, 20, images.shape), 0, 255)
@@ -439,7 +430,7 @@ def test_a_stages_detector_flags_jpeg_and_loads_one_saved_without_the_statistics
     model = save_artifact(classifier, tmp_path / "model")
     reference, held_out = digits[0][:300], digits[1][:100]
     with_statistics = DriftDetector.fit(classifier_encoder(model, kind=STAGES), reference, seed=0)
-    blocked = with_statistics.test(jpeg(held_out, 10))
+    blocked = with_statistics.test(jpeg(held_out, quality=10))
     assert blocked.drift and blocked.p_value < with_statistics.test(held_out).p_value
     # A detector saved before the image statistics (no option, 1,536 features) loads and encodes
     # the pooled stages alone, as it did
