@@ -174,3 +174,51 @@ def test_a_checkpoint_killed_mid_write_never_reads_as_corrupt(tmp_path):
     assert len(loaded) == KILLS and partial  # some kills did land mid-write
     assert remove_partial_checkpoints(tmp_path) and not list(tmp_path.glob(".*.tmp"))
     assert torch.load(path, weights_only=True)["number"] == loaded[-1]
+
+
+def test_a_sigterm_while_fit_sets_up_the_data_stops_the_job_before_any_epoch(tmp_path):
+    """StopTrainingJob while the data loads: inside fit, but before Lightning installs its own
+    SIGTERM handler (which then wraps run_job's). Lightning never hears of that signal; the job
+    must still stop before training, not run every epoch and stop at the end."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from algorithm.callbacks import StopIfSigtermCameEarly
+    from shared.sagemaker import run_job
+    from shared.sagemaker.failure import JobInterrupted
+    from shared.sagemaker.stop import sigterm_deferred
+
+    steps = []
+
+    class Data(pl.LightningDataModule):
+        def setup(self, stage: str) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives while the data loads
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=2)
+
+    class Model(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, _):
+            steps.append(self.current_epoch)
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def job() -> None:  # as algorithm/train.py runs fit
+        trainer = pl.Trainer(max_epochs=1000, callbacks=[StopIfSigtermCameEarly()], logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=tmp_path)
+        with sigterm_deferred():
+            try:
+                trainer.fit(Model(), datamodule=Data())
+            except SIGTERMException:
+                raise JobInterrupted("stopped by SIGTERM") from None
+
+    assert run_job(job, tmp_path / "failure") == 143
+    assert steps == []

@@ -75,13 +75,18 @@ class SigtermInterrupts:
             raise self.make_error()
 
     def install(self) -> SigtermInterrupts:
+        global _installed
         self._previous = signal.signal(signal.SIGTERM, self)
+        _installed = self
         return self
 
     def uninstall(self) -> None:
+        global _installed
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
+        if _installed is self:
+            _installed = None
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -98,6 +103,11 @@ class SigtermInterrupts:
             raise self.make_error()
 
 
+# run_job's handler. Looked up here, not as the current handler: inside fit, Lightning's handler
+# wraps it, and a SIGTERM that came while fit set up the data (before Lightning's handler existed)
+# is known to this one alone.
+_installed: SigtermInterrupts | None = None
+
 # A forked worker (a decoding pool's, say) must die of SIGTERM at once, as it did before the
 # handler: it gets the default back. SIGTERM is held across the fork itself, since Python drops a
 # signal that reaches a child before its after-fork step; a held one is delivered just after.
@@ -106,16 +116,18 @@ _held_across_fork = False
 
 def _hold_sigterm() -> None:
     global _held_across_fork
-    _held_across_fork = isinstance(signal.getsignal(signal.SIGTERM), SigtermInterrupts)
+    _held_across_fork = _installed is not None
     if _held_across_fork:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
 def _release_sigterm(child: bool) -> None:
+    global _installed
     if not _held_across_fork:
         return
     try:
         if child:
+            _installed = None  # the worker is no job of run_job's
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except ValueError:  # not seen as the main thread: the handler falls back to the default itself
         pass
@@ -129,10 +141,8 @@ os.register_at_fork(before=_hold_sigterm, after_in_parent=lambda: _release_sigte
 
 def sigterm_deferred():
     """`SigtermInterrupts.deferred()` of the installed handler; a no-op outside `run_job`."""
-    handler = signal.getsignal(signal.SIGTERM)
-    return handler.deferred() if isinstance(handler, SigtermInterrupts) else nullcontext()
+    return _installed.deferred() if _installed is not None else nullcontext()
 
 
 def sigterm_received() -> bool:
-    handler = signal.getsignal(signal.SIGTERM)
-    return isinstance(handler, SigtermInterrupts) and handler.received
+    return _installed is not None and _installed.received
