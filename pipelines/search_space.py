@@ -168,6 +168,8 @@ def parse_assignment(text: str, space: dict[str, Dimension]) -> dict[str, Any]:
         if not sep or name not in space:
             raise SearchSpaceError(f"--enqueue {text!r}: expected NAME=VALUE[,NAME=VALUE...] with"
                                    f" names from the search space: {', '.join(space)}")
+        if name in values:
+            raise SearchSpaceError(f"--enqueue {text!r}: {name} is given twice")
         value = parse_value(name, raw.strip(), "--enqueue")
         if not space[name].contains(value):
             raise SearchSpaceError(f"--enqueue {name}={raw}: outside the search space"

@@ -13,7 +13,8 @@
   intermediate value. Optuna's MedianPruner stops a trial whose best value so far is below the
   median of the completed trials at that epoch (once `startup_trials` trials have completed, from
   the epoch after `warmup_epochs`): the job is stopped as StopTrainingJob stops one (SIGTERM) and
-  the trial is PRUNED. Decisions depend on the values alone, not on when the log was read.
+  the trial is PRUNED, with the values up to the pruning epoch. Decisions depend on the values
+  alone, not on when the log was read.
 - **Resume.** The study is `<run>/study.db` (SQLite). The same command with the same `--run-dir`
   resumes it: finished trials are kept; a trial left running by a tuner that died, or stopped by
   Ctrl-C or SIGTERM (which stop its job first), is marked FAIL and its hyperparameters are tried
@@ -110,6 +111,8 @@ class EpochWatcher:
         chunk = chunk[:chunk.rfind(b"\n") + 1]  # whole lines only
         self.offset += len(chunk)
         for value in metric_values(METRIC, chunk.decode(errors="replace")):
+            if self.pruned:  # logged while the job was being stopped: not the trial's
+                break
             self.values.append(value)
             self.trial.report(value, len(self.values))
             if self.pruned is None and self.trial.should_prune():

@@ -1,7 +1,8 @@
 """What a tuning study leaves in its run folder (pipelines/tune.py runs the study).
 
 - `trials.csv`: one row per trial: number, state (COMPLETE, PRUNED, FAIL, WAITING), the objective
-  (validation:accuracy; a pruned trial's is its last epoch's), epochs logged, seconds, the searched
+  (validation:accuracy; a pruned trial's is its last epoch's), epochs_logged (the epochs reported
+  to the pruner; `epochs` may be a searched hyperparameter), seconds, the searched
   hyperparameters, a note (why it was pruned or failed; an interrupted trial names the trial that
   tried its hyperparameters again) and its run folder.
 - `best.json`: the best completed trial: its number, value, the searched values, every
@@ -32,7 +33,7 @@ def write_outputs(study: optuna.Study, run_dir: Path, train_step: str) -> None:
     """best.json, trials.csv and the plots, from the study as it stands."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({name for t in trials for name in t.params})
-    columns = ["trial", "state", METRIC, "epochs", "seconds", *names, "note", "run_dir"]
+    columns = ["trial", "state", METRIC, "epochs_logged", "seconds", *names, "note", "run_dir"]
     retries = {t.user_attrs["retry_of"]: t for t in trials if "retry_of" in t.user_attrs}
 
     def write_csv(tmp: Path) -> None:

@@ -2,10 +2,12 @@
 tiny images (two colours, 16 px, resnet10t, 3 epochs).
 
 One study is killed for real while a trial runs and then resumed; the tests below read what it
-left. Its three trials are enqueued, so every outcome is fixed: trial 0 trains at a learning rate
-of 1e-9 (it learns nothing: chance accuracy), trial 1 at 0.002 (all correct), trial 2 at 1e-9
-again, which the kill interrupts; the resumed study fails trial 2, tries it again as trial 3, and
-the pruner (median of the completed trials, from the first epoch) stops it after one epoch.
+left. Its three trials are enqueued, so every outcome is fixed: trial 0 trains 3 epochs at a
+learning rate of 1e-9 (it learns nothing: chance accuracy), trial 1 at 0.002 (all correct), trial 2
+at 1e-9 for 10,000 epochs, which the kill interrupts; the resumed study fails trial 2, tries it
+again as trial 3, and the pruner (median of the completed trials, from the first epoch) stops it
+after one epoch. A job that must be stopped runs 10,000 epochs, so only the stop can end it,
+however fast the machine.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from pipelines.tune import Tuner, only
 from tests.serving import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-SPACE = "learning_rate: {low: 1.0e-9, high: 0.01, log: true}\nlabel_smoothing: {low: 0.0, high: 0.1}\n"
+SPACE = ("learning_rate: {low: 1.0e-9, high: 0.01, log: true}\nlabel_smoothing: {low: 0.0, high: 0.1}\n"
+         "epochs: {choices: [3, 10000]}\n")
 BAD, GOOD = "learning_rate=1e-9", "learning_rate=0.002"
+SHORT, ENDLESS = "epochs=3", "epochs=10000"  # ENDLESS: a job only a stop ends
 
 
 def colour_images(root: Path, per_class: int = 30) -> Path:
@@ -80,7 +84,8 @@ def resumed(setting, tmp_path_factory):
     images, space, env = setting
     run_dir = tmp_path_factory.mktemp("study") / "run"
     args = tune_args(images, run_dir, space, "--trials", "3",
-                     "--enqueue", BAD, "--enqueue", GOOD, "--enqueue", BAD)
+                     "--enqueue", f"{BAD},{SHORT}", "--enqueue", f"{GOOD},{SHORT}",
+                     "--enqueue", f"{BAD},{ENDLESS}")
     log = run_dir.parent / "first.log"
     tuner = start_tune(args, log, env, start_new_session=True)
     try:
@@ -126,7 +131,7 @@ def test_a_trial_below_the_median_is_pruned_and_its_job_stopped(resumed):
     step = resumed["run_dir"] / "trial-003" / "train"
     status = json.loads((step / "status.json").read_text())
     assert status["state"] == "failed" and status["detail"].startswith("stopped: pruned at epoch 1")
-    assert "epoch=3 " not in (step / "log.txt").read_text()
+    assert "epoch=10000 " not in (step / "log.txt").read_text()
     assert not (step / "opt_ml" / "model" / "model.json").exists()
 
 
@@ -141,7 +146,8 @@ def test_the_study_writes_its_best_trial_a_trials_table_and_plots(resumed):
         rows = list(csv.DictReader(f))
     assert [(r["trial"], r["state"]) for r in rows] == [
         ("0", "COMPLETE"), ("1", "COMPLETE"), ("2", "FAIL"), ("3", "PRUNED")]
-    assert "tried again as trial 3" in rows[2]["note"] and rows[3]["epochs"] == "1"
+    assert "tried again as trial 3" in rows[2]["note"] and rows[3]["epochs_logged"] == "1"
+    assert rows[3]["epochs"] == "10000"  # the hyperparameter, its own column
     assert float(rows[1]["learning_rate"]) == 0.002
     for plot in ("optimization_history.png", "param_importances.png"):
         assert (run_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -171,8 +177,8 @@ def test_resuming_with_another_search_space_is_refused(resumed, setting, tmp_pat
 def test_sigterm_stops_the_running_job_and_enqueues_its_trial_again(setting, tmp_path):
     images, space, env = setting
     run_dir, log = tmp_path / "run", tmp_path / "tune.log"
-    tuner = start_tune(tune_args(images, run_dir, space, "--trials", "1", "--enqueue", GOOD),
-                       log, env)
+    tuner = start_tune(tune_args(images, run_dir, space, "--trials", "1",
+                                 "--enqueue", f"{GOOD},{ENDLESS}"), log, env)
     try:
         wait_until(lambda: (run_dir / "trial-000" / "train" / "log.txt").exists(),
                    "trial 0's training job", tuner, log, timeout=300)
@@ -210,12 +216,16 @@ def test_a_bad_search_space_is_refused_naming_what_is_valid(text, message, tmp_p
     assert not (tmp_path / "run").exists()
 
 
-def test_an_enqueued_trial_outside_the_search_space_is_refused(tmp_path, capsys):
+@pytest.mark.parametrize("text,message", [
+    ("learning_rate=0.5", "--enqueue learning_rate=0.5: outside the search space"),
+    ("epochs=3,epochs=10000", "--enqueue 'epochs=3,epochs=10000': epochs is given twice"),
+])
+def test_a_bad_enqueued_trial_is_refused(text, message, tmp_path, capsys):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     assert main(tune_args(tmp_path, tmp_path / "run", space, "--trials", "1",
-                          "--enqueue", "learning_rate=0.5")) == 2
-    assert "--enqueue learning_rate=0.5: outside the search space" in capsys.readouterr().err
+                          "--enqueue", text)) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_the_default_search_space_holds_only_tunable_hyperparameters():
