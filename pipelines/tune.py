@@ -115,7 +115,7 @@ class EpochWatcher:
                 break
             self.values.append(value)
             self.trial.report(value, len(self.values))
-            if self.pruned is None and self.trial.should_prune():
+            if self.trial.should_prune():
                 self.pruned = (f"pruned at epoch {len(self.values)}: {METRIC} at best"
                                f" {max(self.values):.4f}, below the completed trials' median")
 
