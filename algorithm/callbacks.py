@@ -18,7 +18,8 @@ from shared.sagemaker.stop import sigterm_received
 class EpochMetrics(pl.Callback):
     """One line per epoch for people and for SageMaker metric definitions, and a CSV history.
 
-    Line format: `epoch=3 train_loss=0.4100 val_loss=0.3800 val_accuracy=0.9120 lr=0.000500`.
+    Line format: `epoch=3 train_loss=0.4100 … val_loss=0.3800 val_nll=0.3500 val_accuracy=0.9120
+    lr=0.000500`.
     The history travels inside checkpoints, so a resumed job's CSV still has every epoch.
     """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn import functional
 from torchmetrics.classification import MulticlassAccuracy
 
 from algorithm.hyperparameters import Hyperparameters
@@ -39,6 +40,7 @@ class Classifier(pl.LightningModule):
         logits = self(images)
         self.val_accuracy(logits, labels)
         self.log("val_loss", self.loss(logits, labels), on_epoch=True, sync_dist=True)
+        self.log("val_nll", functional.cross_entropy(logits, labels), on_epoch=True, sync_dist=True)
         self.log("val_accuracy", self.val_accuracy, on_epoch=True)
 
     def set_backbone_trainable(self, trainable: bool) -> None:

@@ -12,7 +12,7 @@ definitions. Each step kind becomes its SageMaker counterpart, on the images of 
   S3 URI, and managed spot with `--spot`. With `--tuning [SEARCH_SPACE]` the pipeline's training
   step is a TuningStep instead: a `HyperparameterTuner` over that estimator searching the same
   space as `python -m pipelines tune` (pipelines/search_space.py: ContinuousParameter,
-  IntegerParameter, CategoricalParameter), maximising validation:accuracy (the last value a job
+  IntegerParameter, CategoricalParameter), minimising validation:nll (the last value a job
   logs), Bayesian, with SageMaker's automatic early stopping (a median rule, like the local
   pruner); its `model` is the best training job's (`<output>/<best job>/output/model.tar.gz`, what
   `TuningStep.get_top_model_s3_uri(top_k=0)` names). Its jobs get no checkpoint URI: one URI would

@@ -32,7 +32,7 @@ from shared.schema import SchemaError, describe, fields_of, optional_type, parse
 DEFAULT = Path(__file__).resolve().parent / "search-space.yaml"
 FIELDS = {f.name: (f, tp) for f, tp in fields_of(Hyperparameters)}
 TUNABLE = tuple(name for name, (f, _) in FIELDS.items() if rule_of(f).tunable)
-OBJECTIVE = TUNING_OBJECTIVES[0]  # validation:accuracy, maximised: locally and on SageMaker
+OBJECTIVE = TUNING_OBJECTIVES[0]  # validation:nll, minimised: locally and on SageMaker
 
 
 class SearchSpaceError(UserError):

@@ -6,12 +6,13 @@
   whose `process` links to the shared one, so the runner reuses it), on the runner's engine: the
   entrypoints or the images. Hyperparameters come from the search space (pipelines/search_space.py)
   through Optuna's TPE sampler; `--enqueue` names trials to run first (e.g. the current defaults).
-- **Objective.** validation:accuracy (algorithm/metrics.py), maximised: the last value the job
-  logs, as SageMaker's tuner reads a training job's objective metric, so a local study and the
-  exported tuner rank trials alike. (The job's model holds its best epoch's weights.)
-- **Pruning.** The job's log is read while it runs; each epoch's val_accuracy goes to Optuna as an
-  intermediate value. Optuna's MedianPruner stops a trial whose best value so far is below the
-  median of the completed trials at that epoch (once `startup_trials` trials have completed, from
+- **Objective.** validation:nll (algorithm/metrics.py: the validation cross-entropy without label
+  smoothing), minimised: the last value the job logs, as SageMaker's tuner reads a training job's
+  objective metric, so a local study and the exported tuner rank trials alike. (The job's model
+  holds its best epoch's weights.)
+- **Pruning.** The job's log is read while it runs; each epoch's val_nll goes to Optuna as an
+  intermediate value. Optuna's MedianPruner stops a trial whose best value so far is worse than
+  the median of the completed trials at that epoch (once `startup_trials` trials have completed, from
   the epoch after `warmup_epochs`): the job is stopped as StopTrainingJob stops one (SIGTERM) and
   the trial is PRUNED, with the values up to the pruning epoch. Decisions depend on the values
   alone, not on when the log was read.
@@ -84,7 +85,7 @@ def suggest(trial: optuna.Trial, name: str, dimension: Dimension) -> Any:
 
 
 class EpochWatcher:
-    """A running trial's training log, read as it grows: each epoch's val_accuracy goes to Optuna,
+    """A running trial's training log, read as it grows: each epoch's objective goes to Optuna,
     and the pruner's verdict comes back as the reason to stop the job (the engine's stop_when)."""
 
     def __init__(self, step_dir: Path, trial: optuna.Trial, interrupted: threading.Event) -> None:
@@ -116,8 +117,9 @@ class EpochWatcher:
             self.values.append(value)
             self.trial.report(value, len(self.values))
             if self.trial.should_prune():
-                self.pruned = (f"pruned at epoch {len(self.values)}: {METRIC} at best"
-                               f" {max(self.values):.4f}, below the completed trials' median")
+                best = (min if OBJECTIVE["Type"] == "Minimize" else max)(self.values)
+                self.pruned = (f"pruned at epoch {len(self.values)}: {METRIC} at best {best:.4f},"
+                               f" worse than the completed trials' median")
 
 
 @contextmanager

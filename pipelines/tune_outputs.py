@@ -1,7 +1,7 @@
 """What a tuning study leaves in its run folder (pipelines/tune.py runs the study).
 
 - `trials.csv`: one row per trial: number, state (COMPLETE, PRUNED, FAIL, WAITING), the objective
-  (validation:accuracy; a pruned trial's is its last epoch's), epochs_logged (the epochs reported
+  (validation:nll; a pruned trial's is its last epoch's), epochs_logged (the epochs reported
   to the pruner; `epochs` may be a searched hyperparameter), seconds, the searched
   hyperparameters, a note (why it was pruned or failed; an interrupted trial names the trial that
   tried its hyperparameters again) and its run folder.

@@ -75,6 +75,7 @@ def test_metric_definitions_read_the_values_a_real_training_job_logs(spec, train
     assert len(found["validation:accuracy"]) == epochs
     assert found["validation:accuracy"][-1] == pytest.approx(float(last["val_accuracy"]), abs=1e-4)
     assert found["train:loss"][-1] == pytest.approx(float(last["train_loss"]), abs=1e-4)
+    assert found["validation:nll"][-1] == pytest.approx(float(last["val_nll"]), abs=1e-4)
     assert found["learning_rate"][-1] == pytest.approx(float(last["lr"]), abs=1e-6)
     assert found["test:accuracy"] == [pytest.approx(
         evaluation["multiclass_classification_metrics"]["accuracy"]["value"], abs=1e-4)]

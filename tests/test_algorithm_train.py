@@ -12,7 +12,7 @@ from shared.models import load_artifact, write_tarball
 from tests.conftest import TRAIN_HYPERPARAMETERS, run_entrypoint, training_job, write_json
 
 EPOCH_LINE = re.compile(r"^epoch=(\d+) train_loss=[\d.]+ train_accuracy=[\d.]+ val_loss=[\d.]+"
-                        r" val_accuracy=([\d.]+) lr=[\d.]+$", re.M)
+                        r" val_nll=[\d.]+ val_accuracy=([\d.]+) lr=[\d.]+$", re.M)
 
 
 def evaluation(base):

@@ -299,8 +299,8 @@ def test_with_tuning_the_training_step_is_a_tuner_over_the_search_space(tuned):
     assert step["Type"] == "Tuning"
     config, job = step["Arguments"]["HyperParameterTuningJobConfig"], \
         step["Arguments"]["TrainingJobDefinition"]
-    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize",
-                                                          "MetricName": "validation:accuracy"}
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize",
+                                                          "MetricName": "validation:nll"}
     assert config["Strategy"] == "Bayesian" and config["TrainingJobEarlyStoppingType"] == "Auto"
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 3}
     ranges = {}
