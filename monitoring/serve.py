@@ -109,13 +109,19 @@ def run(config: ServeConfig) -> None:
                                 workers=config.decode_workers, scratch=scratch, what="production",
                                 min_images=MIN_SAMPLES)
         featurise_started = time.monotonic()
-        features = detector.features(decoded.images)
-    names = [f.relpath for f in decoded.files]
-    report_dir = config.report_output or ctx.paths.processing_output("report")
-    save_features(report_dir / features_name(ctx), features, names)
-    test_and_report(detector, detector_dir, features, names, config, report_dir, ctx,
-                    f"drift of {root.name or root} against detector {detector.config.detector_id}",
-                    {"input": str(root), "images_found": len(share), "images_used": len(decoded.files),
-                     "skipped": decoded.skipped, "features": features_name(ctx),
-                     "seconds": {"decode": round(featurise_started - started, 3),
-                                 "featurise": round(time.monotonic() - featurise_started, 3)}})
+        # A memory map, like the pixels: features of any number of images (6 kB each for the
+        # stages encoder) need not fit in memory.
+        features = np.lib.format.open_memmap(
+            scratch / FEATURES.replace(".npz", ".npy"), mode="w+", dtype=np.float32,
+            shape=(len(decoded.files), detector.feature_dim))
+        detector.features(decoded.images, out=features)
+        names = [f.relpath for f in decoded.files]
+        report_dir = config.report_output or ctx.paths.processing_output("report")
+        save_features(report_dir / features_name(ctx), features, names)
+        test_and_report(detector, detector_dir, features, names, config, report_dir, ctx,
+                        f"drift of {root.name or root} against detector {detector.config.detector_id}",
+                        {"input": str(root), "images_found": len(share),
+                         "images_used": len(decoded.files), "skipped": decoded.skipped,
+                         "features": features_name(ctx),
+                         "seconds": {"decode": round(featurise_started - started, 3),
+                                     "featurise": round(time.monotonic() - featurise_started, 3)}})

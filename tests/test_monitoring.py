@@ -186,8 +186,13 @@ def test_serve_in_a_fresh_process_gives_the_same_p_value_as_the_detector_in_memo
     result = run_entrypoint("monitoring", "serve", base=base)
     assert result.returncode == 0, result.stderr[-3000:]
     report = drift_report(base)
-    here = detector.test(read_images(base / "processing" / "input" / "data"))
+    images = read_images(base / "processing" / "input" / "data")
+    here = detector.test(images)
     assert report["p_value"] == here.p_value
+    # the features it kept (computed into a memory map) are the detector's own
+    with np.load(base / "processing" / "output" / "report" / report["features"]) as saved:
+        assert saved["features"].shape == (DRAW, detector.feature_dim)
+        assert np.allclose(saved["features"], detector.features(images), atol=1e-5)
     assert report["distance"] == pytest.approx(here.distance, rel=1e-6, abs=1e-12)
     assert report["threshold"] == pytest.approx(here.threshold, rel=1e-6, abs=1e-12)
 
@@ -396,6 +401,9 @@ def test_stages_encoder_is_standardised_on_the_reference_and_round_trips(digits,
     loaded = DriftDetector.load(detector_dir)
     features = loaded.features(reference)
     assert np.allclose(features.mean(0), 0, atol=1e-3)
+    mapped = np.lib.format.open_memmap(tmp_path / "f.npy", "w+", np.float32, features.shape)
+    assert loaded.features(reference, out=mapped) is mapped  # batch by batch, same numbers
+    assert np.array_equal(mapped, features)
     # Each block weighs alike: a feature's spread times the square root of its block's width is
     # 1, but for features nearly constant on the reference
     widths = [64, 64, 128, 256, 512, 64, 64, 128, 256, 3]

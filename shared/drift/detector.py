@@ -73,6 +73,13 @@ def windows(count: int, size: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in bounds if b - a >= 2]
 
 
+def all_finite(features: np.ndarray, rows: int = 4096) -> bool:
+    """No NaN or infinity, checked a block of rows at a time: `features` may be a memory map of
+    more rows than memory holds."""
+    return all(np.isfinite(features[start:start + rows]).all()
+               for start in range(0, len(features), rows))
+
+
 class DriftDetector:
     """An encoder, the reference features, and the test settings."""
 
@@ -99,7 +106,7 @@ class DriftDetector:
             raise ValueError("permutations must be at least 1")
         if len(features) < 2:
             raise ValueError(f"the reference needs at least 2 images, got {len(features)}")
-        if not np.isfinite(features).all():
+        if not all_finite(features):
             raise ValueError("the reference features hold NaN or infinite values")
         reference = np.ascontiguousarray(features, dtype=np.float32)
         config = DetectorConfig(encoder.spec, median_bandwidth(reference), float(p_value),
@@ -125,8 +132,13 @@ class DriftDetector:
                 "sigma": c.sigma, "p_value": c.p_value, "permutations": c.permutations,
                 "seed": c.seed, "library_versions": c.library_versions}
 
-    def features(self, images: np.ndarray) -> np.ndarray:
-        return self.encoder.encode(images)
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.spec.feature_dim
+
+    def features(self, images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """N x feature_dim float32, into `out` (e.g. a memory map) when given."""
+        return self.encoder.encode(images, out=out)
 
     def test(self, images: np.ndarray) -> DriftResult:
         return self.test_features(self.features(images))
@@ -135,7 +147,7 @@ class DriftDetector:
         """The test of `features` against the reference; beyond `max_samples` rows, of a seeded
         sample of that many: the test's cost grows with the square of its samples, and past a few
         times the reference size more test samples add little power (n_test says how many)."""
-        if not np.isfinite(features).all():
+        if not all_finite(features):
             raise ValueError("the test features hold NaN or infinite values")
         c = self.config
         if max_samples is not None and len(features) > max_samples:

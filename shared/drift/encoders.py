@@ -189,24 +189,28 @@ class Encoder:
 
     def _stages(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.network.stage_statistics(images)
-        if not self.spec.options.get(IMAGE_STATISTICS):
-            return pooled
-        return torch.cat([pooled, image_statistics(images)], dim=1)
+        features = pooled if not self.spec.options.get(IMAGE_STATISTICS) else \
+            torch.cat([pooled, image_statistics(images)], dim=1)
+        if self.standardise is None:
+            return features
+        # batch by batch, in float32 as numpy would: no N x D temporaries
+        shift, scale = (torch.from_numpy(a).to(features.device) for a in self.standardise)
+        return (features.float() - shift) / scale
 
-    def encode(self, images: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
-        """N x S x S x 3 uint8 (an array or memory map) -> N x feature_dim float32."""
+    def encode(self, images: np.ndarray, batch_size: int = ENCODE_BATCH,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """N x S x S x 3 uint8 (an array or memory map) -> N x feature_dim float32, written into
+        `out` when given (e.g. a memory map, for more features than memory holds)."""
         if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
             raise ValueError(f"expected N x {self.image_size} x {self.image_size} x 3 images,"
                              f" got shape {images.shape}")
         if not len(images):
-            return np.zeros((0, self.spec.feature_dim), np.float32)
+            return np.zeros((0, self.spec.feature_dim), np.float32) if out is None else out
         if self.spec.kind == SOFTMAX:
-            return self.network.probabilities(images, batch_size)
+            return self.network.probabilities(images, batch_size, out)
         if self.spec.kind == STAGES:
-            raw = self.network.run_batches(images, self._stages, batch_size)
-            return raw if self.standardise is None else (
-                (raw - self.standardise[0]) / self.standardise[1]).astype(np.float32)
-        return self.network.encode(images, batch_size)
+            return self.network.run_batches(images, self._stages, batch_size, out)
+        return self.network.encode(images, batch_size, out)
 
 
 def _feature_dim(encoder: Encoder) -> int:

@@ -64,19 +64,26 @@ class NormalisedNetwork(nn.Module):
 
     @torch.inference_mode()
     def run_batches(self, images: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor],
-                    batch_size: int = BATCH) -> np.ndarray:
-        """`fn` over uint8 N x H x W x 3 images (an array or a memory map), float32 rows out."""
+                    batch_size: int = BATCH, out: np.ndarray | None = None) -> np.ndarray:
+        """`fn` over uint8 N x H x W x 3 images (an array or a memory map), float32 rows out:
+        into `out` (N x D, e.g. a memory map, so that features need not fit in memory) when
+        given, else into one array allocated at the first batch (no list of copies to join)."""
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"expected N x H x W x 3 images, got shape {images.shape}")
-        out = []
+        if out is not None and len(out) != len(images):
+            raise ValueError(f"out has {len(out)} rows for {len(images)} images")
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-            out.append(fn(batch.to(self.device).permute(0, 3, 1, 2)).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            rows = fn(batch.to(self.device).permute(0, 3, 1, 2)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(images), rows.shape[1]), np.float32)
+            out[start:start + len(rows)] = rows
+        return out if out is not None else np.zeros((0, 0), np.float32)
 
-    def encode(self, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
-        """Features of N x H x W x 3 uint8 images, N x feature_dim float32."""
-        return self.run_batches(images, self.features, batch_size)
+    def encode(self, images: np.ndarray, batch_size: int = BATCH,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """Features of N x H x W x 3 uint8 images, N x feature_dim float32 (into `out` if given)."""
+        return self.run_batches(images, self.features, batch_size, out)
 
 
 class ImageClassifier(NormalisedNetwork):
@@ -128,9 +135,11 @@ class ImageClassifier(NormalisedNetwork):
         """Logits of N x H x W x 3 uint8 images, N x classes float32."""
         return self.run_batches(images, self, batch_size)
 
-    def probabilities(self, images: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+    def probabilities(self, images: np.ndarray, batch_size: int = BATCH,
+                      out: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities of N x H x W x 3 uint8 images, N x classes float32."""
-        return self.run_batches(images, lambda x: torch.softmax(self(x).float(), dim=1), batch_size)
+        return self.run_batches(images, lambda x: torch.softmax(self(x).float(), dim=1),
+                                batch_size, out)
 
     def probabilities_and_features(self, images: np.ndarray,
                                    batch_size: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
