@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed-lock
 DEMO_DIR ?= demo-output
 
-.PHONY: venv test demo bench lock lint audit clean label-studio test-labelling app test-browser
+.PHONY: venv test test-integration demo bench lock lint audit clean label-studio test-labelling app \
+	test-browser
 
 venv: $(INSTALLED) $(VENV)/.installed-project
 
@@ -23,8 +24,18 @@ $(VENV)/.installed-project: $(INSTALLED) pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# `make test` keeps to about a quarter of an hour on 2 cores; the slower integration suites (the
+# whole demo loop, the reliability proofs that kill jobs and servers, a tuning study over real
+# training jobs, several hosts) are `make test-integration`, which `.ci/run` runs after it.
+INTEGRATION_TESTS := tests/test_demo.py tests/test_tune.py tests/test_sharding.py \
+	$(wildcard tests/test_reliability_*.py)
+
 test: venv
-	$(PY) -m pytest -q --ignore=tests/images --ignore=tests/labelling --ignore=tests/browser
+	$(PY) -m pytest -q --ignore=tests/images --ignore=tests/labelling --ignore=tests/browser \
+		$(addprefix --ignore=,$(INTEGRATION_TESTS))
+
+test-integration: venv
+	$(PY) -m pytest -q $(INTEGRATION_TESTS)
 
 demo: venv
 	$(PY) -m pipelines.demo --out $(DEMO_DIR) $(DEMO_FLAGS)
