@@ -22,7 +22,7 @@ from algorithm.hyperparameters import Hyperparameters
 from algorithm.metrics import metric_values
 from bench.common import Comparison, finish, parser
 from bench.quality_data import write
-from pipelines.search_space import OBJECTIVE, load_search_space
+from pipelines.search_space import MINIMISED, OBJECTIVE, load_search_space
 from pipelines.tune_outputs import METRIC
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,7 @@ def measure(trials: int) -> Comparison:
         first = rows[0]
         if first["state"] != "COMPLETE":
             raise RuntimeError(f"the defaults trial did not complete: {first}")
-        minimise = OBJECTIVE["Type"] == "Minimize"
-        best = (min if minimise else max)(complete, key=lambda r: float(r[METRIC]))
+        best = (min if MINIMISED else max)(complete, key=lambda r: float(r[METRIC]))
         accuracies = {row["trial"]: accuracy(Path(row["run_dir"])) for row in (first, best)}
     default_value, best_value = float(first[METRIC]), float(best[METRIC])
     c = Comparison(
@@ -67,9 +66,9 @@ def measure(trials: int) -> Comparison:
                  f" first trial the defaults; objective {METRIC} (last epoch),"
                  f" {OBJECTIVE['Type'].lower()}d",
         side_a="defaults (trial 0)", a=default_value, side_b=f"best trial ({best['trial']})",
-        b=best_value, unit=METRIC, target=1.0, lower_is_better=minimise,
+        b=best_value, unit=METRIC, target=1.0, lower_is_better=MINIMISED,
         checks={"tuning found a strictly better trial":
-                best_value < default_value if minimise else best_value > default_value})
+                best_value < default_value if MINIMISED else best_value > default_value})
     for row, side in ((first, "defaults"), (best, "best trial")):
         validation, test = accuracies[row["trial"]]
         c.notes.append(f"{side}: validation accuracy {validation:.4f}, test accuracy {test:.4f}")

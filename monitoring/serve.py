@@ -112,7 +112,7 @@ def run(config: ServeConfig) -> None:
         # A memory map, like the pixels: features of any number of images (6 kB each for the
         # stages encoder) need not fit in memory.
         features = np.lib.format.open_memmap(
-            scratch / FEATURES.replace(".npz", ".npy"), mode="w+", dtype=np.float32,
+            scratch / "features.npy", mode="w+", dtype=np.float32,
             shape=(len(decoded.files), detector.feature_dim))
         detector.features(decoded.images, out=features)
         names = [f.relpath for f in decoded.files]

@@ -33,6 +33,7 @@ DEFAULT = Path(__file__).resolve().parent / "search-space.yaml"
 FIELDS = {f.name: (f, tp) for f, tp in fields_of(Hyperparameters)}
 TUNABLE = tuple(name for name, (f, _) in FIELDS.items() if rule_of(f).tunable)
 OBJECTIVE = TUNING_OBJECTIVES[0]  # validation:nll, minimised: locally and on SageMaker
+MINIMISED = OBJECTIVE["Type"] == "Minimize"
 
 
 class SearchSpaceError(UserError):

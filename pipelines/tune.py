@@ -48,7 +48,7 @@ from algorithm.metrics import metric_values
 from pipelines.definition import Pipeline, Step
 from pipelines.jobs import Engine
 from pipelines.runner import Runner, RunResult
-from pipelines.search_space import OBJECTIVE, Choices, Dimension, space_as_json, tuned_step
+from pipelines.search_space import MINIMISED, OBJECTIVE, Choices, Dimension, space_as_json, tuned_step
 from pipelines.tune_outputs import METRIC, write_outputs
 from shared.errors import UserError
 from shared.schema import unquote
@@ -117,7 +117,7 @@ class EpochWatcher:
             self.values.append(value)
             self.trial.report(value, len(self.values))
             if self.trial.should_prune():
-                best = (min if OBJECTIVE["Type"] == "Minimize" else max)(self.values)
+                best = (min if MINIMISED else max)(self.values)
                 self.pruned = (f"pruned at epoch {len(self.values)}: {METRIC} at best {best:.4f},"
                                f" worse than the completed trials' median")
 
