@@ -72,15 +72,21 @@ def utilisation(comparisons: list[Comparison], matmul: dict[str, list[float]]) -
               " backward for training; forward and input gradients at every integration point for"
               " attribution). It counts convolutions and matmuls, which dominate; elementwise,"
               " normalisation and optimiser arithmetic are not counted, so the fractions are a"
-              " slight underestimate.", "",
+              " slight underestimate. A \"layers alone\" side is the path's own convolutions and linear"
+              " layers, each timed by itself on the input it gets in that path (bench/layers.py):"
+              " the most the path could reach, whatever it does around them.", "",
               "| path | device | precision | side | model GFLOPs per image | images/s |"
               " achieved GFLOP/s | of matmul peak |", "|---|---|---|---|---:|---:|---:|---:|"]
+    shown = set()  # a side two comparisons share (the path against its ceiling) is shown once
     for c in comparisons:
         reference = f"{c.device} {c.dtype}"
         if not c.flops_per_image or reference not in matmul:
             continue
         peak = max(matmul[reference])
         for side, value in ((c.side_a, c.a), (c.side_b, c.b)):
+            if (c.bench, reference, side, value) in shown:
+                continue
+            shown.add((c.bench, reference, side, value))
             rate = c.images_per_second(value)
             achieved = c.flops_per_image * rate / 1e9
             lines.append(f"| {c.bench} | {c.device} | {c.dtype} | {side} |"

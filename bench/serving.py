@@ -28,6 +28,7 @@ from PIL import Image
 
 from algorithm.serve.predictor import Predictor
 from bench.common import Comparison, count_flops, finish, parser
+from bench.layers import layers_alone
 from pipelines.server import running_server
 from shared.drift import DriftDetector, classifier_encoder
 from shared.models import ImageClassifier, save_artifact
@@ -70,6 +71,9 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
         with torch.inference_mode():
             flops = count_flops(lambda: predictor.model(
                 torch.zeros((1, 3, SIZE, SIZE), dtype=torch.uint8, device=device)))
+            seconds, ceiling_flops = layers_alone(predictor.model, lambda: predictor.model(
+                torch.from_numpy(batches[0]).permute(0, 3, 1, 2).to(device)), backward=False,
+                device=device)
         predictor.predict(batches[0])  # warm-up
         with running_server(base, workers=1, env=server_env) as (_, port):
             bodies = [npy(b) for b in batches]
@@ -105,6 +109,13 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
                        "in-process forward", in_process, "HTTP x-npy batches", http_batch,
                        "images/s", target=0.9, device=device.type, flops_per_image=flops,
                        notes=[f"HTTP image/png, one image per request: {png_rate:,.1f} images/s"]),
+            Comparison("serving", "serving: the model's layers alone vs in-process forward",
+                       workload + "; one batch through each convolution and linear layer by"
+                       " itself, best of 5 each (bench/layers.py)", "layers alone (a ceiling)",
+                       BATCH / seconds, "in-process forward", in_process, "images/s",
+                       device=device.type, flops_per_image=flops,
+                       notes=[f"FLOPs counted in the layers alone: {ceiling_flops / BATCH / flops:.3f}x"
+                              " the path's"]),
             Comparison("serving-drift", "serving: online drift per request vs none", workload
                        + "; the detector: the model's own features, 1,000 reference images,"
                        " window 100",

@@ -4,7 +4,9 @@ Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shard
 size, optimiser, threads and precision (the job's default: bf16 autocast on a GPU that has it,
 float32 on a CPU); each round trains a few epochs per side and times all but the first (a
 warm-up), the sides alternate for a few rounds and each keeps its best epoch.
-Target (issue #22): the Lightning path at least 0.97x the plain loop (issue 4 asked 0.9x).
+Target (issue #22): the Lightning path at least 0.97x the plain loop (issue 4 asked 0.9x). Also the
+model's convolutions and linear layers alone at the same batch (bench/layers.py): the ceiling on the
+training path's FLOP rate, which BENCHMARKS.md sets against the matmul beside the paths.
 Run: .venv/bin/python -m bench.training [--data-copies 2] [--rounds 2] [--epochs 3] [--device cpu|cuda]
      [--batch-size 64] [--quick]
 """
@@ -24,11 +26,13 @@ from algorithm.hyperparameters import Hyperparameters
 from algorithm.module import Classifier
 from algorithm.train import lightning_precision
 from bench.common import Comparison, count_flops, finish, parser
+from bench.layers import layers_alone
 from shared.data import DatasetWriter, ProcessedDataset
 from shared.models import ImageClassifier
 from shared.sample_data import digits_images
 
 ARCH, BATCH = "resnet10t", 64
+LAYERS_ALONE = "layers alone (a ceiling)"
 
 
 def make_dataset(folder: Path, copies: int) -> ProcessedDataset:
@@ -121,6 +125,16 @@ def flops_per_image(data: ProcessedDataset, hp: Hyperparameters, device: torch.d
     return count_flops(lambda: module.loss(module(images), labels).backward()) / hp.batch_size
 
 
+def layers_alone_rate(data: ProcessedDataset, hp: Hyperparameters, device: torch.device
+                      ) -> tuple[float, float]:
+    """(images/s, FLOPs per image) of one training batch through the model's layers alone."""
+    module = new_module(hp, device).train()
+    images, _ = collate(ShardDataset(data).__getitems__(list(range(hp.batch_size))))
+    images = images.to(device)
+    seconds, flops = layers_alone(module, lambda: module(images), backward=True, device=device)
+    return hp.batch_size / seconds, flops / hp.batch_size
+
+
 def measure(copies: int, rounds: int, epochs: int, device: torch.device,
             batch_size: int) -> list[Comparison]:
     hp = Hyperparameters(lr_scheduler="none", batch_size=batch_size)
@@ -133,6 +147,7 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device,
             plain = max(plain, len(data) / plain_epoch_seconds(data, hp, device, epochs))
             lightning = max(lightning, len(data) / lightning_epoch_seconds(data, hp, device, epochs))
         flops = flops_per_image(data, hp, device)
+        ceiling, ceiling_flops = layers_alone_rate(data, hp, device)
     workload = (f"{ARCH}, {len(data)} images 32x32, batch {hp.batch_size}, AdamW, precision"
                 f" {precision(hp, device)}, CPU threads {torch.get_num_threads()}; {epochs} epochs a"
                 f" round, the first a warm-up; best epoch of {rounds} alternating rounds")
@@ -140,7 +155,14 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device,
     return [Comparison("training", "training: Lightning job path vs plain PyTorch loop"
                        + (f", batch {hp.batch_size}" if hp.batch_size != BATCH else ""), workload,
                        "plain loop", plain, "Lightning", lightning, "images/s", target=0.97,
-                       device=device.type, flops_per_image=flops, dtype=dtype)]
+                       device=device.type, flops_per_image=flops, dtype=dtype),
+            Comparison("training", "training: the model's layers alone vs the Lightning job path",
+                       workload + "; one batch through each convolution and linear layer by"
+                       " itself, forward and backward, best of 5 each (bench/layers.py)",
+                       LAYERS_ALONE, ceiling, "Lightning", lightning, "images/s",
+                       device=device.type, flops_per_image=flops, dtype=dtype,
+                       notes=[f"FLOPs counted in the layers alone: {ceiling_flops / flops:.3f}x"
+                              " the path's"])]
 
 
 def main() -> None:
