@@ -7,6 +7,8 @@ counting. Also one-image-per-request image/png throughput. Then the same HTTP ba
 whose model carries a drift detector on its own features (1,000 reference images, window 100), which
 tests each request online, against the server without one, alternating. (A detector with the
 untrained encoder adds that encoder's forward pass: 0.74x in a quick run at 64 px.)
+Also, in this process, the model as the server runs it (`for_serving`: batch norms folded, channels
+last) against the same model as trained, and the model's layers alone (bench/layers.py).
 Targets: HTTP batch path at least 0.9x in-process (issue 5); online drift at least 0.9x the HTTP
 batch path without it (issue 17).
 Run: .venv/bin/python -m bench.serving [--batches 30] [--rounds 5] [--device cpu|cuda] [--quick]
@@ -31,7 +33,7 @@ from bench.common import Comparison, count_flops, finish, parser
 from bench.layers import layers_alone
 from pipelines.server import running_server
 from shared.drift import DriftDetector, classifier_encoder
-from shared.models import ImageClassifier, save_artifact
+from shared.models import ImageClassifier, load_artifact, save_artifact
 
 ARCH, SIZE, BATCH = "resnet10t", 64, 64
 
@@ -78,12 +80,17 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
         with running_server(base, workers=1, env=server_env) as (_, port):
             bodies = [npy(b) for b in batches]
             post_all(port, bodies[:2], "application/x-npy")  # warm-up
-            in_process, http_batch = 0.0, 0.0
+            as_trained = load_artifact(base / "model").place(device)  # no for_serving()
+            in_process, http_batch, unfolded = 0.0, 0.0, 0.0
             for _ in range(rounds):  # alternate the sides, keep each one's best (shared machine)
                 start = time.perf_counter()
                 for batch in batches:
                     predictor.predict(batch)
                 in_process = max(in_process, count * BATCH / (time.perf_counter() - start))
+                start = time.perf_counter()
+                for batch in batches:
+                    as_trained.probabilities(batch, predictor.micro_batch)
+                unfolded = max(unfolded, count * BATCH / (time.perf_counter() - start))
                 http_batch = max(http_batch,
                                  count * BATCH / post_all(port, bodies, "application/x-npy"))
             pngs = []
@@ -109,6 +116,10 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
                        "in-process forward", in_process, "HTTP x-npy batches", http_batch,
                        "images/s", target=0.9, device=device.type, flops_per_image=flops,
                        notes=[f"HTTP image/png, one image per request: {png_rate:,.1f} images/s"]),
+            Comparison("serving-fold", "serving: the model as trained vs as served, in-process",
+                       workload + "; served: batch norms folded into the convolutions, weights"
+                       " channels last (ImageClassifier.for_serving)", "as trained", unfolded,
+                       "as served", in_process, "images/s", device=device.type),
             Comparison("serving", "serving: the model's layers alone vs in-process forward",
                        workload + "; one batch through each convolution and linear layer by"
                        " itself, best of 5 each (bench/layers.py)", "layers alone (a ceiling)",

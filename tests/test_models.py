@@ -151,3 +151,48 @@ def test_missing_artifact_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MissingInputError, match="no model.safetensors"):
         load_artifact(tmp_path / "empty")
+
+
+def with_learnt_norms(model: ImageClassifier) -> ImageClassifier:
+    """Batch-norm statistics and affine terms away from their initial identity, as after training."""
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                for tensor, low, high in ((module.running_mean, -1, 1), (module.running_var, .5, 2),
+                                          (module.weight, .5, 1.5), (module.bias, -.5, .5)):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) * (high - low) + low)
+    return model
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "efficientnet_b0"])
+def test_serving_folds_norms_into_convolutions_and_answers_the_same(arch):
+    import numpy as np
+
+    from shared.models.fold import conv_norm_pairs
+
+    model = with_learnt_norms(ImageClassifier.create(arch, ["a", "b", "c"], 32)).place("cpu")
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        expected = (model.logits(images), model.encode(images), model.stage_statistics(pixels))
+    pairs = conv_norm_pairs(model.network)
+    served = model.for_serving()
+    norms = [m for m in served.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if arch == "resnet10t":  # plain convolution -> BatchNorm2d everywhere: every norm folds
+        assert len(pairs) == 14 and not norms
+    else:  # timm's BatchNormAct2d also activates: never folded, kept as it is
+        assert not pairs and norms
+    stem = next(m for m in served.modules() if isinstance(m, torch.nn.Conv2d))
+    assert stem.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = (served.logits(images), served.encode(images), served.stage_statistics(pixels))
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+def test_norms_fold_only_in_evaluation_mode():
+    from shared.models.fold import fold_batch_norms
+
+    with pytest.raises(ValueError, match="evaluation mode"):
+        fold_batch_norms(small_model().network.train())

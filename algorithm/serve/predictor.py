@@ -125,7 +125,8 @@ class Predictor:
             except Exception as exc:  # a model whose drift part is broken is not served half-watched
                 self._fail(f"the drift detector packaged with the model could not be loaded: {exc}")
                 return
-        self.model = model
+        # after the detector has compared its encoder's weights with the model's as saved
+        self.model = model.for_serving()
         self.loading = False
         self._settled.set()
         log.info("model loaded: %s, %d classes, input %dx%d", config.architecture,

@@ -11,6 +11,7 @@ bytes through loaders, HTTP and host-to-device copies.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Self
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ from torch import nn
 from shared.errors import UserError
 from shared.models.config import ModelConfig
 from shared.models.factory import create_network, normalisation
+from shared.models.fold import fold_batch_norms
 
 BATCH = 256
 
@@ -61,6 +63,17 @@ class NormalisedNetwork(nn.Module):
     def place(self, device: str | torch.device | None = None) -> NormalisedNetwork:
         """Move to `device` (default: `default_device()`) for inference."""
         return self.to(torch.device(device) if device is not None else default_device()).eval()
+
+    def for_serving(self) -> Self:
+        """Faster inference on a CPU, in place: batch norms folded into their convolutions and
+        the weights channels last (the layout of N x H x W x 3 images, as `run_batches` passes
+        them): 1.2-1.3x the images/s of resnet10t at 64 px (bench/serving.py); the same answers to
+        float32 rounding. Only for inference: never train or save the result."""
+        self.eval()
+        if self.device.type == "cpu":
+            fold_batch_norms(self.network)
+            self.to(memory_format=torch.channels_last)
+        return self
 
     @torch.inference_mode()
     def run_batches(self, images: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor],
