@@ -2,12 +2,12 @@
 
 The utilisation targets (issue #22) are fractions of a large square matmul. A small network's own
 layers can run below that matmul even with nothing around them: at 32x32 input, a ResNet's maps
-shrink to 1x1 and its stem has 3 to 32 channels, far from one 2048x2048 product. This times every
-convolution and linear layer of the model on its own, at the exact input it receives in the path
-(forward; for training also the weight gradients, and the input gradients wherever the network
-needs them), in both memory formats (channels first and channels last), and adds each layer's
-best time. What the path does around those layers (normalisation, activations, pooling, the loss,
-the optimiser, the data) only adds time, so no setting of the rest lifts the path above this
+shrink to 1x1 and its stem convolutions have few channels, far from one 2048x2048 product. This
+times every convolution and linear layer of the model on its own, at the exact input it receives in
+the path (forward; for training also the weight gradients, and the input gradients wherever the
+network needs them), in both memory formats (channels first and channels last), and adds each
+layer's best time. What the path does around those layers (normalisation, activations, pooling, the
+loss, the optimiser, the data) only adds time, so no setting of the rest lifts the path above this
 rate.
 """
 
