@@ -67,7 +67,7 @@ class NormalisedNetwork(nn.Module):
     def for_serving(self) -> Self:
         """Faster inference on a CPU, in place: batch norms folded into their convolutions and
         the weights channels last (the layout of N x H x W x 3 images, as `run_batches` passes
-        them): 1.2-1.3x the images/s of resnet10t at 64 px (bench/serving.py); the same answers to
+        them): 1.1-1.5x the images/s of resnet10t at 64 px (bench/serving.py); the same answers to
         float32 rounding. Only for inference: never train or save the result."""
         self.eval()
         if self.device.type == "cpu":
