@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.common import Comparison, count_flops, finish, parser
+from bench.common import Comparison, count_flops, finish, parser, synchronise
 from shared.attribution import (
     COMPLETENESS_TOLERANCE,
     Attributions,
@@ -56,11 +56,6 @@ ADAPTIVE_MODELS = ("resnet10t", "resnet18")  # --quick: the first only
 TRAIN_EPOCHS = 2
 TRAIN_IMAGES = 1400  # of the 1,797 digits; the rest are explained
 TRAIN_BATCH = 64
-
-
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def interpolated(explainer: Explainer, images: np.ndarray) -> torch.Tensor:

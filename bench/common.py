@@ -13,6 +13,10 @@ import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -80,6 +84,14 @@ def machine_info() -> dict[str, object]:
     except ImportError:
         gpu, torch_version = "no GPU", "not installed"
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu, "torch": torch_version}
+
+
+def synchronise(device: torch.device) -> None:
+    """Waits for the GPU's queued work, so that a timer stopped after it measures that work."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 def count_flops(work: Callable[[], object]) -> int:

@@ -19,9 +19,23 @@ import time
 import torch
 from torch import nn
 
-from bench.common import count_flops
+from bench.common import count_flops, synchronise
 
 LAYERS = (nn.Conv2d, nn.Linear)
+REPEATS = 5
+SIDE = "layers alone (a ceiling)"  # the side's name in a Comparison and in BENCHMARKS.md
+
+
+def describe(backward: bool) -> str:
+    """What a ceiling comparison adds to its workload line."""
+    return ("; one batch through each convolution and linear layer by itself"
+            + (", forward and backward" if backward else "")
+            + f", best of {REPEATS} each, once a round (bench/layers.py)")
+
+
+def flops_note(counted: float, path: float) -> str:
+    """The check that the layers alone do the path's own FLOPs (counted / path, per image)."""
+    return f"FLOPs counted in the layers alone: {counted / path:.3f}x the path's"
 
 
 def layer_inputs(network: nn.Module, run) -> list[tuple[nn.Module, torch.Tensor]]:
@@ -38,7 +52,7 @@ def layer_inputs(network: nn.Module, run) -> list[tuple[nn.Module, torch.Tensor]
     return seen
 
 
-def layers_alone(network: nn.Module, run, backward: bool, repeats: int = 5,
+def layers_alone(network: nn.Module, run, backward: bool, repeats: int = REPEATS,
                  device: torch.device | None = None) -> tuple[float, int]:
     """(seconds, FLOPs) of one batch through every layer alone, each at its best of `repeats` in
     either memory format.
@@ -76,12 +90,10 @@ def layers_alone(network: nn.Module, run, backward: bool, repeats: int = 5,
         best = float("inf")
         for case in cases:
             for i in range(repeats + 1):  # the first is a warm-up
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                synchronise(device)
                 start = time.perf_counter()
                 one(*case)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
+                synchronise(device)
                 if i:
                     best = min(best, time.perf_counter() - start)
         total += best

@@ -30,7 +30,7 @@ from PIL import Image
 
 from algorithm.serve.predictor import Predictor
 from bench.common import Comparison, count_flops, finish, parser
-from bench.layers import layers_alone
+from bench.layers import SIDE, describe, flops_note, layers_alone
 from pipelines.server import running_server
 from shared.drift import DriftDetector, classifier_encoder
 from shared.models import ImageClassifier, load_artifact, save_artifact
@@ -128,12 +128,9 @@ def measure(count: int, rounds: int, device: torch.device) -> list[Comparison]:
                        " channels last (ImageClassifier.for_serving)", "as trained", unfolded,
                        "as served", served, "images/s", device=device.type),
             Comparison("serving", "serving: the model's layers alone vs in-process forward",
-                       workload + "; one batch through each convolution and linear layer by"
-                       " itself, best of 5 each, once a round (bench/layers.py)", "layers alone (a ceiling)",
-                       BATCH / seconds, "in-process forward", in_process, "images/s",
-                       device=device.type, flops_per_image=flops,
-                       notes=[f"FLOPs counted in the layers alone: {ceiling_flops / BATCH / flops:.3f}x"
-                              " the path's"]),
+                       workload + describe(backward=False), SIDE, BATCH / seconds,
+                       "in-process forward", in_process, "images/s", device=device.type,
+                       flops_per_image=flops, notes=[flops_note(ceiling_flops / BATCH, flops)]),
             Comparison("serving-drift", "serving: online drift per request vs none", workload
                        + "; the detector: the model's own features, 1,000 reference images,"
                        " window 100",

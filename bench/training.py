@@ -25,14 +25,13 @@ from algorithm.data import ProcessedDataModule, ShardDataset, collate
 from algorithm.hyperparameters import Hyperparameters
 from algorithm.module import Classifier
 from algorithm.train import lightning_precision
-from bench.common import Comparison, count_flops, finish, parser
-from bench.layers import layers_alone
+from bench.common import Comparison, count_flops, finish, parser, synchronise
+from bench.layers import SIDE, describe, flops_note, layers_alone
 from shared.data import DatasetWriter, ProcessedDataset
 from shared.models import ImageClassifier
 from shared.sample_data import digits_images
 
 ARCH, BATCH = "resnet10t", 64
-LAYERS_ALONE = "layers alone (a ceiling)"
 
 
 def make_dataset(folder: Path, copies: int) -> ProcessedDataset:
@@ -43,11 +42,6 @@ def make_dataset(folder: Path, copies: int) -> ProcessedDataset:
             writer.add(image, f"{copy}-{i}", str(i), label)
     writer.commit({})
     return ProcessedDataset(folder)
-
-
-def synchronise(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def new_module(hp: Hyperparameters, device: torch.device) -> Classifier:
@@ -158,12 +152,9 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device,
                        "plain loop", plain, "Lightning", lightning, "images/s", target=0.97,
                        device=device.type, flops_per_image=flops, dtype=dtype),
             Comparison("training", "training: the model's layers alone vs the Lightning job path",
-                       workload + "; one batch through each convolution and linear layer by"
-                       " itself, forward and backward, best of 5 each, once a round (bench/layers.py)",
-                       LAYERS_ALONE, ceiling, "Lightning", lightning, "images/s",
-                       device=device.type, flops_per_image=flops, dtype=dtype,
-                       notes=[f"FLOPs counted in the layers alone: {ceiling_flops / flops:.3f}x"
-                              " the path's"])]
+                       workload + describe(backward=True), SIDE, ceiling, "Lightning", lightning,
+                       "images/s", device=device.type, flops_per_image=flops, dtype=dtype,
+                       notes=[flops_note(ceiling_flops, flops)])]
 
 
 def main() -> None:

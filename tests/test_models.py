@@ -2,6 +2,7 @@ import io
 import json
 import tarfile
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -17,6 +18,7 @@ from shared.models import (
     save_artifact,
     write_tarball,
 )
+from shared.models.fold import conv_norm_pairs, fold_batch_norms
 
 ARCH = "resnet10t"
 
@@ -167,10 +169,6 @@ def with_learnt_norms(model: ImageClassifier) -> ImageClassifier:
 
 @pytest.mark.parametrize("arch", ["resnet10t", "efficientnet_b0"])
 def test_serving_folds_norms_into_convolutions_and_answers_the_same(arch):
-    import numpy as np
-
-    from shared.models.fold import conv_norm_pairs
-
     model = with_learnt_norms(ImageClassifier.create(arch, ["a", "b", "c"], 32)).place("cpu")
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2)
@@ -192,7 +190,5 @@ def test_serving_folds_norms_into_convolutions_and_answers_the_same(arch):
 
 
 def test_norms_fold_only_in_evaluation_mode():
-    from shared.models.fold import fold_batch_norms
-
     with pytest.raises(ValueError, match="evaluation mode"):
         fold_batch_norms(small_model().network.train())
