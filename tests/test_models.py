@@ -4,8 +4,10 @@ import tarfile
 
 import numpy as np
 import pytest
+import timm
 import torch
 from safetensors.torch import save_file
+from timm.layers import Conv2dSame
 
 from shared.errors import MissingInputError
 from shared.models import (
@@ -18,6 +20,7 @@ from shared.models import (
     save_artifact,
     write_tarball,
 )
+from shared.models.centre_tap import CentreTapConv2d, croppable
 from shared.models.fold import conv_norm_pairs, fold_batch_norms
 
 ARCH = "resnet10t"
@@ -192,3 +195,42 @@ def test_serving_folds_norms_into_convolutions_and_answers_the_same(arch):
 def test_norms_fold_only_in_evaluation_mode():
     with pytest.raises(ValueError, match="evaluation mode"):
         fold_batch_norms(small_model().network.train())
+
+
+@pytest.mark.parametrize("arch", ["resnet10t", "efficientnet_b0"])
+def test_convolutions_on_1x1_maps_give_the_plain_networks_outputs_and_gradients(arch):
+    """At 32 px the last stage is 1 x 1: the cropped convolutions must change nothing but speed."""
+    torch.manual_seed(0)
+    cropped = create_network(arch, 3)
+    plain = timm.create_model(arch, num_classes=3)
+    plain.load_state_dict(cropped.state_dict())  # same names and shapes: checkpoints carry over
+    assert sum(isinstance(m, CentreTapConv2d) for m in cropped.modules()) > 0
+    assert not any(isinstance(m, CentreTapConv2d) for m in plain.modules())
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for network in (cropped, plain):
+        network.train()
+        pixels = x.clone().requires_grad_()
+        logits = network(pixels)
+        logits.square().sum().backward()
+        grads.append((logits.detach(), pixels.grad,
+                      *[p.grad for p in network.parameters()]))
+    for a, b in zip(*grads, strict=True):  # float32 rounding, relative to each tensor's scale
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * max(1.0, b.abs().max().item()))
+    # the taps a 1 x 1 map never reaches get no gradient, as in the plain network
+    last = [m for m in cropped.modules() if isinstance(m, CentreTapConv2d)][-1]
+    assert last.weight.grad[:, :, 0].abs().max() == 0
+
+
+@pytest.mark.parametrize(("conv", "expected"), [
+    (torch.nn.Conv2d(4, 4, 3, padding=1), True),
+    (torch.nn.Conv2d(4, 4, 5, stride=2, padding=2), True),
+    (torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2), True),
+    (torch.nn.Conv2d(4, 4, 1), False),  # already one tap
+    (torch.nn.Conv2d(4, 4, 3), False),  # unpadded: a 1 x 1 input is too small for it
+    (torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), False),  # the padding is not zero
+    (torch.nn.Conv2d(4, 4, 4, padding=2), False),  # even: no centre tap
+    (Conv2dSame(4, 4, 3), False),  # timm's own padding: not a plain convolution
+])
+def test_only_zero_padded_same_size_convolutions_are_cropped(conv, expected):
+    assert croppable(conv) is expected

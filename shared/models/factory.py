@@ -9,6 +9,7 @@ import timm
 from torch import nn
 
 from shared.errors import UserError
+from shared.models.centre_tap import crop_centre_taps
 from shared.models.safety import read_safetensors_state
 from shared.models.weights import load_matching
 
@@ -35,10 +36,12 @@ def create_network(
 
     `pretrained_weights` is a local `.safetensors` file of the same architecture (for example from
     the timm/Hugging Face model page, downloaded ahead of time); its classifier is dropped when the
-    class count differs. timm's own `pretrained=True` would download, so it is never used.
+    class count differs. timm's own `pretrained=True` would download, so it is never used. Its
+    "same"-padded convolutions take their centre tap alone on 1 x 1 maps (shared/models/centre_tap.py).
     """
     check_architecture(name)
     network = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    crop_centre_taps(network)
     if pretrained_weights is not None:
         weights = Path(pretrained_weights)
         if not load_matching(network, read_safetensors_state(weights), str(weights)):

@@ -15,12 +15,22 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from shared.models.centre_tap import CentreTapConv2d
+
+CONVOLUTIONS = (nn.Conv2d, CentreTapConv2d)  # exactly these: a plain convolution's arithmetic
+
+
+class _Tracer(fx.Tracer):
+    def is_leaf_module(self, module: nn.Module, name: str) -> bool:
+        # a centre-tap convolution branches on its input's size, which a trace cannot follow
+        return isinstance(module, CentreTapConv2d) or super().is_leaf_module(module, name)
+
 
 def conv_norm_pairs(network: nn.Module) -> list[tuple[str, str]]:
     """(convolution, batch norm) module names where the norm alone reads the convolution's output
     and each is called once; none when torch.fx cannot trace the network."""
     try:
-        graph = fx.symbolic_trace(network).graph
+        graph = _Tracer().trace(network)
     except Exception:  # noqa: BLE001 - an untraceable network is served as it is
         return []
     modules = dict(network.named_modules())
@@ -32,7 +42,7 @@ def conv_norm_pairs(network: nn.Module) -> list[tuple[str, str]]:
             continue
         source = node.args[0]
         if (isinstance(source, fx.Node) and source.op == "call_module"
-                and type(modules.get(source.target)) is nn.Conv2d and len(source.users) == 1
+                and type(modules.get(source.target)) in CONVOLUTIONS and len(source.users) == 1
                 and calls[source.target] == 1 and calls[node.target] == 1
                 and modules[node.target].track_running_stats):
             pairs.append((source.target, node.target))
