@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipelines import warm
 from pipelines.definition import load_pipeline
 from pipelines.jobs import Engine
 from pipelines.registry import APPROVED, Registry
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--retrain-epochs", type=int, default=3,
+                        help="epochs of the drift retraining, which starts from v1's weights")
     parser.add_argument("--explain-images", type=int, default=40)
     parser.add_argument("--label-studio-tasks", type=int, default=0, metavar="N",
                         help="end by exporting the N least confident drifted images of stage 3"
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
     if out.exists():
         shutil.rmtree(out)
     started = time.monotonic()
+    if engine.warm:
+        warm.start_server()  # it imports the libraries while the data is written
     data = make_data(out / "data")
     registry = out / "registry"
     common = {"epochs": args.epochs, "explain_images": args.explain_images,
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # drift starts the training pipeline from inside the batch pipeline (its retrain step)
     retraining = {"retrain_input_data": data["original"],
-                  "retrain_extra_data": data["labelled_shifted"], "retrain_epochs": args.epochs}
+                  "retrain_extra_data": data["labelled_shifted"], "retrain_epochs": args.retrain_epochs}
 
     def batch(label: str, images: Path, version: Path, folder: str) -> RunResult:
         """The batch pipeline is given no model: it takes the latest approved version."""
