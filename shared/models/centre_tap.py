@@ -14,8 +14,8 @@ and saved models do not change.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn import functional
 
 
 class CentreTapConv2d(nn.Conv2d):
@@ -25,7 +25,7 @@ class CentreTapConv2d(nn.Conv2d):
         if x.shape[-2:] == (1, 1) and x.device.type == "cpu":  # measured on CPUs only
             kh, kw = self.kernel_size
             centre = self.weight[:, :, kh // 2:kh // 2 + 1, kw // 2:kw // 2 + 1]
-            return F.conv2d(x, centre, self.bias, 1, 0, 1, self.groups)
+            return functional.conv2d(x, centre, self.bias, 1, 0, 1, self.groups)
         return super().forward(x)
 
 
