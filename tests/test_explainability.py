@@ -32,6 +32,7 @@ from shared.attribution import (
     make_baselines,
     mass_fraction,
 )
+from shared.attribution.completeness import relative_error
 from shared.data import DatasetWriter, ProcessedDataset
 from shared.models import ImageClassifier, ModelConfig, create_network, write_tarball
 from shared.sagemaker.entrypoint import build_parser, config_from_flags
@@ -121,7 +122,7 @@ def test_convergence_delta_is_small_next_to_the_explained_logit_gap(train_run):
     # the explained logit gap is mostly not trivially small (a gap under the floor is judged
     # against the floor: how small it may be depends on the trained model)
     assert np.mean(gaps > COMPLETENESS_FLOOR) >= 0.9
-    errors = deltas / np.maximum(gaps, COMPLETENESS_FLOOR)
+    errors = relative_error(deltas, gaps)  # the job's rule: the gap floored at COMPLETENESS_FLOOR
     assert errors.max() <= COMPLETENESS_TOLERANCE
     assert np.mean(errors) < COMPLETENESS_TOLERANCE / 2  # most converge well past it
     assert s["totals"]["max_abs_delta"] == pytest.approx(deltas.max())
