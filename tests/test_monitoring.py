@@ -314,6 +314,20 @@ def test_every_permuted_statistic_equals_alibi_detects_computation(digit_feature
     assert np.abs(ours).max() > 1e-5
 
 
+
+def test_statistics_do_not_depend_on_how_the_kernel_is_cut_into_blocks(digit_features):
+    """One block, ragged last blocks and blocks narrower than the test share must all sum to the
+    same quadratic forms (each block counts its mirror below the diagonal)."""
+    _, features = digit_features
+    pool = torch.from_numpy(np.concatenate([features[:150], features[300:340]]))
+    sigma = torch.tensor(alibi.infer_sigma(features[:150]), dtype=torch.float64)
+    splits = split_matrix(150, 40, 30, torch.Generator().manual_seed(1))
+    whole = mmd2_statistics(pool, 40, sigma, splits, block_rows=len(pool)).numpy()
+    for block_rows in (1, 7, 64, 189):
+        cut = mmd2_statistics(pool, 40, sigma, splits, block_rows=block_rows).numpy()
+        # float32 sums in another order: ~1e-5 of the statistics' scale apart, not more
+        assert np.allclose(cut, whole, rtol=0, atol=1e-4 * np.abs(whole).max()), block_rows
+
 @pytest.mark.parametrize("shift", [0, 4, 30])
 def test_p_value_threshold_and_distance_equal_alibi_detects_mmd_drift_on_its_permutations(
         digits, digit_features, shift):
