@@ -6,6 +6,7 @@ images). The SDK's telemetry and its v2 deprecation notice are turned off before
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -38,7 +39,29 @@ def pipeline_session(region: str) -> Any:
     except ImportError as exc:
         raise PipelineError(f"the export needs the SageMaker SDK: pip install '.[aws]' ({exc})") \
             from None
+    _validate_config_once()
     return PipelineSession(boto_session=boto3.Session(region_name=region))
+
+
+def _validate_config_once() -> None:
+    """The SDK checks its configuration against its JSON schema at every value it looks up, and
+    jsonschema checks the schema itself each time: 0.26 s a lookup, 25 s of a 28 s export with
+    ~100 lookups. The configuration is this module's file and does not change within a process,
+    so each distinct one is validated once, by the SDK's own function."""
+    import sagemaker.utils
+
+    validate = sagemaker.utils.validate_sagemaker_config
+    if getattr(validate, "once", False):
+        return
+    valid: list[dict] = []
+
+    def validate_once(config: dict | None = None) -> None:
+        if config not in valid:
+            validate(config)
+            valid.append(copy.deepcopy(config))
+
+    validate_once.once = True
+    sagemaker.utils.validate_sagemaker_config = validate_once
 
 
 def sagemaker_client(region: str | None, service: str = "sagemaker") -> Any:

@@ -530,3 +530,22 @@ def test_managed_spot_training_keeps_checkpoints_in_s3(tmp_path):
     stopping = train["StoppingCondition"]
     assert stopping["MaxWaitTimeInSeconds"] >= stopping["MaxRuntimeInSeconds"]
     assert train["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"][-1] == "checkpoints"
+
+
+def test_the_sdk_configuration_is_still_validated_once_per_distinct_configuration():
+    """The export validates the SDK's configuration once, not at every lookup (25 s of 28): a
+    configuration it has not seen is still checked against the SDK's schema, and refused."""
+    import jsonschema
+    import sagemaker.utils
+
+    from pipelines.aws import pipeline_session
+
+    session = pipeline_session("eu-west-1")
+    validate = sagemaker.utils.validate_sagemaker_config
+    validate(session.sagemaker_config)  # seen: no error
+    assert sagemaker.utils.get_sagemaker_config_value(
+        session, "SageMaker.PythonSDK.Modules.TelemetryOptOut") is True
+    with pytest.raises(jsonschema.ValidationError):
+        validate({"SchemaVersion": "1.0", "SageMaker": {"NoSuchSection": {}}})
+    pipeline_session("eu-west-1")  # a second session keeps the one wrapper
+    assert sagemaker.utils.validate_sagemaker_config is validate
