@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shared.data import DatasetFormatError, DatasetWriter, ProcessedDataset
+from shared.data.dataset import rows_as_block
 from tests.conftest import ROOT
 
 
@@ -34,6 +35,24 @@ def test_round_trip_with_bounded_shards(tmp_path):
     assert np.array_equal(ds.images([3, 4]), data[3:5])
     assert json.loads((out / "report.json").read_text()) == {"note": "test"}
 
+
+
+def test_consecutive_rows_of_one_array_are_written_without_a_copy_and_others_are_stacked(
+        tmp_path):
+    pool = np.lib.format.open_memmap(tmp_path / "pool.npy", mode="w+", dtype=np.uint8,
+                                     shape=(12, 8, 8, 3))
+    pool[:] = images(12, size=8)
+    other = images(3, size=8, seed=1)
+    cases = {"consecutive": [pool[i] for i in range(3, 9)],
+             "a gap": [pool[i] for i in (3, 4, 6)],
+             "reversed": [pool[i] for i in (5, 4, 3)],
+             "another array": [pool[3], other[0], pool[5]],
+             "copies": [pool[i].copy() for i in range(3, 6)],
+             "a strided view": [pool[:, ::2][i] for i in range(3, 6)]}
+    for name, rows in cases.items():
+        block = rows_as_block(rows)
+        assert np.array_equal(block, np.stack(rows)), name
+        assert np.shares_memory(block, pool) == (name == "consecutive"), name
 
 def test_shards_are_memory_mapped(tmp_path):
     writer = DatasetWriter(tmp_path / "d", 8)

@@ -55,6 +55,24 @@ def rows_per_shard(image_shape: tuple[int, int], max_shard_mb: float) -> int:
     return rows
 
 
+def rows_as_block(images: list[np.ndarray]) -> np.ndarray:
+    """The images as one N x H x W x 3 array: a view, not a copy, when they are consecutive rows of
+    one array, as a decoded pool's rows are when processing serve adds them in order. Stacking
+    copied every image into fresh memory before it was written: a third of that job's time after
+    decoding, the part that no worker shares."""
+    first, base = images[0], images[0].base
+    if isinstance(base, np.ndarray) and base.flags.c_contiguous and base.shape[1:] == first.shape:
+        start, remainder = divmod(_address(first) - _address(base), first.nbytes)
+        if remainder == 0 and all(image.base is base and _address(image) == _address(first)
+                                  + i * first.nbytes for i, image in enumerate(images)):
+            return base[start:start + len(images)]
+    return np.stack(images)
+
+
+def _address(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
 @dataclass(frozen=True)
 class ManifestRecord:
     """One manifest line: an image's id, where it came from, its label, and where its pixels are."""
@@ -120,7 +138,7 @@ class DatasetWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        np.save(self._staged / self._shard_name(self._shard_count), np.stack(self._buffer))
+        np.save(self._staged / self._shard_name(self._shard_count), rows_as_block(self._buffer))
         self._buffer = []
         self._shard_count += 1
 
