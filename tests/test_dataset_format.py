@@ -48,7 +48,8 @@ def test_consecutive_rows_of_one_array_are_written_without_a_copy_and_others_are
              "reversed": [pool[i] for i in (5, 4, 3)],
              "another array": [pool[3], other[0], pool[5]],
              "copies": [pool[i].copy() for i in range(3, 6)],
-             "a strided view": [pool[:, ::2][i] for i in range(3, 6)]}
+             "a strided view": [pool[:, ::2][i] for i in range(3, 6)],
+             "transposed rows": [pool[i].transpose(1, 0, 2) for i in range(3, 6)]}
     for name, rows in cases.items():
         block = rows_as_block(rows)
         assert np.array_equal(block, np.stack(rows)), name

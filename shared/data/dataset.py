@@ -63,8 +63,9 @@ def rows_as_block(images: list[np.ndarray]) -> np.ndarray:
     first, base = images[0], images[0].base
     if isinstance(base, np.ndarray) and base.flags.c_contiguous and base.shape[1:] == first.shape:
         start, remainder = divmod(_address(first) - _address(base), first.nbytes)
-        if remainder == 0 and all(image.base is base and _address(image) == _address(first)
-                                  + i * first.nbytes for i, image in enumerate(images)):
+        if remainder == 0 and all(image.base is base and image.flags.c_contiguous
+                                  and _address(image) == _address(first) + i * first.nbytes
+                                  for i, image in enumerate(images)):
             return base[start:start + len(images)]
     return np.stack(images)
 
