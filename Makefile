@@ -41,7 +41,7 @@ test-integration: venv
 demo: venv
 	$(PY) -m pipelines.demo --out $(DEMO_DIR) $(DEMO_FLAGS)
 
-# Every benchmark in bench/ plus `make demo`, timed per step; writes BENCHMARKS.md (35 to 45 minutes on
+# Every benchmark in bench/ plus `make demo`, timed per step; writes BENCHMARKS.md (30 to 45 minutes on
 # 2 cores). Not part of `make test` or CI.
 bench: venv
 	$(PY) -m bench
