@@ -36,7 +36,6 @@ def test_round_trip_with_bounded_shards(tmp_path):
     assert json.loads((out / "report.json").read_text()) == {"note": "test"}
 
 
-
 def test_consecutive_rows_of_one_array_are_written_without_a_copy_and_others_are_stacked(
         tmp_path):
     pool = np.lib.format.open_memmap(tmp_path / "pool.npy", mode="w+", dtype=np.uint8,
@@ -54,6 +53,7 @@ def test_consecutive_rows_of_one_array_are_written_without_a_copy_and_others_are
         block = rows_as_block(rows)
         assert np.array_equal(block, np.stack(rows)), name
         assert np.shares_memory(block, pool) == (name == "consecutive"), name
+
 
 def test_shards_are_memory_mapped(tmp_path):
     writer = DatasetWriter(tmp_path / "d", 8)

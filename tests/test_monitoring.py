@@ -314,7 +314,6 @@ def test_every_permuted_statistic_equals_alibi_detects_computation(digit_feature
     assert np.abs(ours).max() > 1e-5
 
 
-
 def test_statistics_do_not_depend_on_how_the_kernel_is_cut_into_blocks(digit_features):
     """One block, ragged last blocks and blocks narrower than the test share must all sum to the
     same quadratic forms (each block counts its mirror below the diagonal)."""
@@ -327,6 +326,7 @@ def test_statistics_do_not_depend_on_how_the_kernel_is_cut_into_blocks(digit_fea
         cut = mmd2_statistics(pool, 40, sigma, splits, block_rows=block_rows).numpy()
         # float32 sums in another order: ~1e-5 of the statistics' scale apart, not more
         assert np.allclose(cut, whole, rtol=0, atol=1e-4 * np.abs(whole).max()), block_rows
+
 
 @pytest.mark.parametrize("shift", [0, 4, 30])
 def test_p_value_threshold_and_distance_equal_alibi_detects_mmd_drift_on_its_permutations(
