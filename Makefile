@@ -24,7 +24,7 @@ $(VENV)/.installed-project: $(INSTALLED) pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# `make test` keeps to about a quarter of an hour on 2 cores (with the tuner's 3-trial study that
+# `make test` keeps to about ten minutes on 2 cores (with the tuner's 3-trial study that
 # resumes after a kill, #19); the slower integration suites (the whole demo loop, the reliability
 # proofs that kill jobs and servers, several hosts) are `make test-integration`, which `.ci/run`
 # runs after it.
