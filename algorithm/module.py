@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn import functional
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from algorithm.hyperparameters import Hyperparameters
@@ -20,6 +21,7 @@ class Classifier(pl.LightningModule):
         self.learning_rate = hp.learning_rate  # the learning-rate finder may set another
         num_classes = classifier.config.num_classes
         self.loss = nn.CrossEntropyLoss(label_smoothing=hp.label_smoothing)
+        self.train_loss = MeanMetric()
         self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
         self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
 
@@ -30,10 +32,21 @@ class Classifier(pl.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = self.loss(logits, labels)
-        self.train_accuracy(logits, labels)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("train_accuracy", self.train_accuracy, on_step=False, on_epoch=True)
+        # Accumulate every step, log once: logging both every step cost 2.7 ms of Lightning's
+        # Python a step (6.0 -> 3.3 ms on one linear layer, bench/training.py), and only the
+        # epoch's figures are read. Lightning computes (syncing processes) and resets them at
+        # epoch end; EpochMetrics reads them then.
+        self.train_loss.update(loss.detach(), weight=len(labels))
+        self.train_accuracy.update(logits.detach(), labels)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.log("train_loss", self.train_loss, on_step=False, on_epoch=True)
+            self.log("train_accuracy", self.train_accuracy, on_step=False, on_epoch=True)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        # An epoch cut short (the learning-rate finder's, a stopped job's) logged nothing to reset.
+        self.train_loss.reset()
+        self.train_accuracy.reset()
 
     def validation_step(self, batch, batch_idx):
         images, labels = batch
