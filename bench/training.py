@@ -7,7 +7,9 @@ warm-up), the sides alternate for a few rounds and each keeps its best epoch.
 Target (issue #22): the Lightning path at least 0.97x the plain loop (issue 4 asked 0.9x). Also the
 plain loop without each of round 2's levers (centre taps on 1 x 1 maps, a fused AdamW step), and the
 model's convolutions and linear layers alone at the same batch (bench/layers.py): the ceiling on the
-training path's FLOP rate, which BENCHMARKS.md sets against the matmul beside the paths.
+training path's FLOP rate, which BENCHMARKS.md sets against the matmul beside the paths. And each
+path's own cost a step, on one linear layer over the 8x8 digits: what Lightning adds, without the
+convolutions' run-to-run noise that hides a few milliseconds in the images/s ratio.
 Run: .venv/bin/python -m bench.training [--data-copies 2] [--rounds 2] [--epochs 3] [--device cpu|cuda]
      [--batch-size 64] [--quick]
 """
@@ -35,11 +37,12 @@ from shared.models.centre_tap import CentreTapConv2d
 from shared.sample_data import digits_images
 
 ARCH, BATCH = "resnet10t", 64
+TINY_SIZE, TINY_COPIES = 8, 8  # the overhead's workload: the digits' own size, ~225 steps an epoch
 
 
-def make_dataset(folder: Path, copies: int) -> ProcessedDataset:
-    images, labels = digits_images(32)
-    writer = DatasetWriter(folder, 32, classes=[str(d) for d in range(10)])
+def make_dataset(folder: Path, copies: int, size: int = 32) -> ProcessedDataset:
+    images, labels = digits_images(size)
+    writer = DatasetWriter(folder, size, classes=[str(d) for d in range(10)])
     for copy in range(copies):
         for i, (image, label) in enumerate(zip(images, labels, strict=True)):
             writer.add(image, f"{copy}-{i}", str(i), label)
@@ -48,11 +51,15 @@ def make_dataset(folder: Path, copies: int) -> ProcessedDataset:
 
 
 def new_module(hp: Hyperparameters, device: torch.device, *, centre_taps: bool = True,
-               fused: bool = True) -> Classifier:
+               fused: bool = True, tiny: bool = False) -> Classifier:
     """The job's model and optimiser, or either without its #22 round-2 lever: centre taps on
-    1 x 1 maps (shared/models/centre_tap.py), a fused AdamW step (algorithm/module.py)."""
+    1 x 1 maps (shared/models/centre_tap.py), a fused AdamW step (algorithm/module.py). `tiny`:
+    one linear layer on 8x8 images instead of the network, so a step is mostly the path's own."""
     torch.manual_seed(0)
-    module = Classifier(ImageClassifier.create(ARCH, [str(d) for d in range(10)], 32), hp)
+    size = TINY_SIZE if tiny else 32
+    module = Classifier(ImageClassifier.create(ARCH, [str(d) for d in range(10)], size), hp)
+    if tiny:
+        module.classifier.network = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, 10))
     if not centre_taps:
         for conv in module.modules():
             if type(conv) is CentreTapConv2d:
@@ -89,8 +96,8 @@ def autocast(hp: Hyperparameters, device: torch.device):
 
 
 def lightning_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torch.device,
-                            epochs: int) -> float:
-    module = new_module(hp, torch.device("cpu"))  # Lightning moves it, as in the job
+                            epochs: int, tiny: bool = False) -> float:
+    module = new_module(hp, torch.device("cpu"), tiny=tiny)  # Lightning moves it, as in the job
     dm = ProcessedDataModule(data, data, batch_size=hp.batch_size, num_workers=0, augment=False)
     timer = EpochTimer(device)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="gpu" if device.type == "cuda" else "cpu",
@@ -161,6 +168,14 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device,
             rate, ceiling_flops = layers_alone_rate(data, hp, device)
             ceiling = max(ceiling, rate)
         flops = flops_per_image(data, hp, device)
+        tiny = make_dataset(Path(tmp) / "tiny", TINY_COPIES, TINY_SIZE)
+        steps = -(-len(tiny) // hp.batch_size)
+        plain_step, lightning_step = float("inf"), float("inf")  # ms a step, best of the rounds
+        for _ in range(rounds):
+            plain_step = min(plain_step,
+                             plain_epoch_seconds(tiny, hp, device, epochs, tiny=True) / steps * 1e3)
+            lightning_step = min(lightning_step, lightning_epoch_seconds(
+                tiny, hp, device, epochs, tiny=True) / steps * 1e3)
     workload = (f"{ARCH}, {len(data)} images 32x32, batch {hp.batch_size}, AdamW, precision"
                 f" {precision(hp, device)}, CPU threads {torch.get_num_threads()}; {epochs} epochs a"
                 f" round, the first a warm-up; best epoch of {rounds} alternating rounds")
@@ -173,6 +188,15 @@ def measure(copies: int, rounds: int, epochs: int, device: torch.device,
                        workload + describe(backward=True), SIDE, ceiling, "Lightning", lightning,
                        "images/s", device=device.type, flops_per_image=flops, dtype=dtype,
                        notes=[flops_note(ceiling_flops, flops)]),
+            Comparison("training", "training: each path's own cost a step (one linear layer)",
+                       f"the same paths with the network replaced by one linear layer, on"
+                       f" {len(tiny)} digits at {TINY_SIZE}x{TINY_SIZE} ({steps} steps an epoch);"
+                       f" best epoch of {rounds} alternating rounds",
+                       "plain loop", plain_step, "Lightning", lightning_step, "ms",
+                       lower_is_better=True, device=device.type,
+                       notes=[f"Lightning adds {lightning_step - plain_step:.1f} ms a step: "
+                              f"{(lightning_step - plain_step) * lightning / hp.batch_size / 10:.1f}%"
+                              f" of the Lightning job path's step above"]),
             Comparison("training", "training: centre taps on 1 x 1 maps, plain loop", workload,
                        "all taps", without["centre_taps"], "centre taps (the job's)", plain,
                        "images/s", device=device.type, dtype=dtype),
