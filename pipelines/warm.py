@@ -31,9 +31,20 @@ PRELOAD = ["numpy", "PIL.Image", "torch", "timm", "pytorch_lightning", "captum.a
 
 
 def start_server() -> None:
-    """Start the fork server if it is not running; it imports PRELOAD once, before its first job."""
+    """Start the fork server if it is not running; it imports PRELOAD once, before its first job.
+    It is stopped when this process exits (`stop_server`)."""
     forkserver.set_forkserver_preload(PRELOAD)
     forkserver.ensure_running()
+    atexit.unregister(stop_server)  # registered once however often it is called
+    atexit.register(stop_server)
+
+
+def stop_server() -> None:
+    """Stop the fork server, if it runs, and wait for it to exit. Only a waited-for process's CPU
+    time counts as its parent's children's (os.times, getrusage, `time`): the server's and that of
+    every job it ran, as with fresh interpreters. Left alone it exits when we do, reaped by init,
+    and a pipeline's work looked like another program's load (bench/hardware.py)."""
+    forkserver._forkserver._stop()
 
 
 def python_module(command: list[str]) -> tuple[list[int] | None, str, list[str]] | None:

@@ -3,6 +3,7 @@
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -24,6 +25,11 @@ print("to stderr", file=sys.stderr)
 if sys.argv[1] == "wait":
     open("started", "w").close()
     time.sleep(600)
+if sys.argv[1] == "burn":  # two seconds of CPU time, however busy the machine is
+    start = time.process_time()
+    while time.process_time() - start < 2:
+        pass
+    sys.exit(0)
 sys.exit(int(sys.argv[1]))
 """
 
@@ -83,6 +89,29 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_its_jobs(probe):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "script ran\n"
+
+
+def test_the_cpu_time_of_warm_jobs_counts_as_their_starters_children(probe):
+    """As a fresh interpreter's would, once the starter exits: bench/hardware.py's meter of other
+    programs' load subtracts its own children's CPU time, so a pipeline's jobs must be in it."""
+    script = probe / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, subprocess, sys
+        from pipelines import warm
+        proc = warm.popen([sys.executable, "-m", "probe", "burn"], env=dict(os.environ),
+                          cwd={str(probe)!r}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert proc.wait() == 0
+        own = os.times()
+        print(own.user + own.system)
+    """))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=probe, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stderr
+    script_itself = float(done.stdout)
+    counted = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert counted - script_itself >= 2.0, (counted, script_itself)
 
 
 def test_only_the_local_engine_starts_warm_and_any_other_command_is_a_subprocess(probe):
