@@ -26,11 +26,11 @@ REPEATS = 5
 SIDE = "layers alone (a ceiling)"  # the side's name in a Comparison and in BENCHMARKS.md
 
 
-def describe(backward: bool) -> str:
+def describe(backward: bool, times: str = "once a round") -> str:
     """What a ceiling comparison adds to its workload line."""
     return ("; one batch through each convolution and linear layer by itself"
             + (", forward and backward" if backward else "")
-            + f", best of {REPEATS} each, once a round (bench/layers.py)")
+            + f", best of {REPEATS} each, {times} (bench/layers.py)")
 
 
 def flops_note(counted: float, path: float) -> str:
