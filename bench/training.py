@@ -190,9 +190,9 @@ def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> 
     hp = Hyperparameters(lr_scheduler="none", batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "train", copies)
-        best = best_epoch_seconds(data, hp, device, epochs, PLAIN_SIDES)
-        plain, lightning = len(data) / best["plain loop"], len(data) / best["Lightning"]
-        without = {side: len(data) / best[side] for side in ("all taps", "per-tensor AdamW")}
+        rates = {side: len(data) / seconds  # images/s
+                 for side, seconds in best_epoch_seconds(data, hp, device, epochs, PLAIN_SIDES).items()}
+        plain, lightning = rates["plain loop"], rates["Lightning"]
         ceiling, ceiling_flops = max(layers_alone_rate(data, hp, device) for _ in range(CEILINGS))
         flops = flops_per_image(data, hp, device)
         digits = make_dataset(Path(tmp) / "tiny", TINY_COPIES, TINY_SIZE)
@@ -226,10 +226,10 @@ def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> 
                               f" {lightning_added / lightning_step_ms:.1%} of the Lightning job"
                               f" path's step above"]),
             Comparison("training", "training: centre taps on 1 x 1 maps, plain loop", workload,
-                       "all taps", without["all taps"], "centre taps (the job's)", plain,
+                       "all taps", rates["all taps"], "centre taps (the job's)", plain,
                        "images/s", device=device.type, dtype=dtype),
             Comparison("training", "training: a fused AdamW step, plain loop", workload,
-                       "per-tensor AdamW", without["per-tensor AdamW"], "fused AdamW (the job's)", plain,
+                       "per-tensor AdamW", rates["per-tensor AdamW"], "fused AdamW (the job's)", plain,
                        "images/s", device=device.type, dtype=dtype)]
 
 
