@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Comparison:
-    """Two sides measured in the same run; `ratio` is b / a and is what the target judges."""
+    """Two sides measured in the same run; `ratio` is b / a and is what the target judges, or, where
+    the sides took turns, the median of each turn's b / a (`pairs`)."""
 
     bench: str
     title: str
@@ -39,10 +41,21 @@ class Comparison:
     dtype: str = "float32"          # model paths: the precision their matmuls run in
     notes: list[str] = field(default_factory=list)
     others_cores: float | None = None  # set by python -m bench: cores other jobs kept busy meanwhile
+    # b / a of each turn, where the sides took turns (training's epochs): a slow spell of the
+    # machine hits both sides of a turn, so their median is steadier than the sides' best figures
+    pairs: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
-        return self.b / self.a
+        return statistics.median(self.pairs) if self.pairs else self.b / self.a
+
+    @property
+    def pairs_note(self) -> str | None:
+        if not self.pairs:
+            return None
+        return (f"ratio: the median of {len(self.pairs)} turns' ratios"
+                f" ({min(self.pairs):.3f}-{max(self.pairs):.3f}x); the sides' figures are their best"
+                f" turns, whose ratio is {self.b / self.a:.3f}x")
 
     @property
     def target_text(self) -> str:
@@ -115,7 +128,7 @@ def parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
 
 def print_comparison(c: Comparison) -> None:
     print(f"## {c.title}\nmachine: {machine()}\ndevice: {c.device}\nworkload: {c.workload}")
-    for note in c.notes:
+    for note in c.notes + ([c.pairs_note] if c.pairs else []):
         print(note)
     print(f"{c.side_a}: {c.a:,.4g} {c.unit}")
     print(f"{c.side_b}: {c.b:,.4g} {c.unit}")

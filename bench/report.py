@@ -41,7 +41,9 @@ def glance(comparisons: list[Comparison], failures: dict[str, str]) -> list[str]
     lines += ["", "The last column is how many of the machine's cores other jobs kept busy, on average,"
               " while that benchmark ran. Both sides of each comparison are timed alternately and each"
               " keeps its best, which absorbs short bursts; sustained load from other jobs can still"
-              " skew a ratio, so read a result next to that figure."]
+              " skew a ratio, so read a result next to that figure. Where the sides took turns"
+              " epoch by epoch (training), the ratio is the median of the turns' ratios, which"
+              " a slow spell of the machine moves less than the ratio of the sides' best turns."]
     return lines + [""]
 
 
@@ -54,7 +56,7 @@ def details(comparisons: list[Comparison]) -> list[str]:
                   f"Ratio B/A {c.ratio:.3f}x; "
                   + ("no target." if c.met is None else f"target {c.target_text}: {_verdict(c)}.")]
         lines += [f"- {name}: {'yes' if ok else '**no**'}" for name, ok in c.checks.items()]
-        lines += [f"- {note}" for note in c.notes] + [""]
+        lines += [f"- {note}" for note in c.notes + ([c.pairs_note] if c.pairs else [])] + [""]
     return lines
 
 

@@ -3,8 +3,9 @@
 Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shards), same batch
 size, optimiser, threads and precision (the job's default: bf16 autocast on a GPU that has it,
 float32 on a CPU); the sides take turns epoch by epoch in one process (a plain epoch of each after
-each of Lightning's, bench.training.PlainEpochs), and each keeps its best epoch but the first (a
-warm-up).
+each of Lightning's, bench.training.PlainEpochs), the first a warm-up. Each side shows its best
+epoch; a ratio is the median of the turns' ratios, each side's epoch against the other's in the
+same turn.
 Target (issue #22): the Lightning path at least 0.97x the plain loop (issue 4 asked 0.9x). Also the
 plain loop without each of round 2's levers (centre taps on 1 x 1 maps, a fused AdamW step), and the
 model's convolutions and linear layers alone at the same batch (bench/layers.py): the ceiling on the
@@ -131,7 +132,9 @@ class PlainEpochs(pl.Callback):
     The sides then take turns epoch by epoch, and a slow spell of the machine hits them alike:
     here one side's epochs vary by up to 20% within a minute, and with each side's epochs run
     together (one process a side, or one after another in a process) Lightning's best epoch read
-    0.90-1.04x the plain loop's from run to run on the same code."""
+    0.90-1.04x the plain loop's from run to run on the same code. Taking turns, the ratio of the
+    best epochs still read 0.90-1.08x over six runs; the median of the turns' ratios is what a
+    slow spell moves least."""
 
     def __init__(self, loops: dict[str, PlainLoop]) -> None:
         self.loops = loops
@@ -144,11 +147,12 @@ class PlainEpochs(pl.Callback):
             self.times[side].append(self.loops[side].epoch_seconds())
 
 
-def best_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torch.device,
-                       epochs: int, plain_sides: dict[str, dict[str, bool]],
-                       tiny: bool = False) -> dict[str, float]:
-    """{side: its best epoch but the first (a warm-up)}: the Lightning job path ("Lightning") and
-    each plain side ({name: new_module's levers}), taking turns epoch by epoch."""
+def epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torch.device, epochs: int,
+                  plain_sides: dict[str, dict[str, bool]], tiny: bool = False
+                  ) -> dict[str, list[float]]:
+    """{side: its epochs but the first (a warm-up)}: the Lightning job path ("Lightning") and each
+    plain side ({name: new_module's levers}), taking turns epoch by epoch, so every side's i-th
+    epoch falls in the same turn."""
     module = new_module(hp, torch.device("cpu"), tiny=tiny)  # Lightning moves it, as in the job
     dm = ProcessedDataModule(data, data, batch_size=hp.batch_size, num_workers=0, augment=False)
     timer = EpochTimer(device)  # first: it stops Lightning's clock before the plain epochs run
@@ -160,7 +164,19 @@ def best_epoch_seconds(data: ProcessedDataset, hp: Hyperparameters, device: torc
                          enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, callbacks=[timer, plain])
     trainer.fit(module, datamodule=dm)
-    return {side: min(times[1:]) for side, times in {"Lightning": timer.times, **plain.times}.items()}
+    return {side: times[1:] for side, times in {"Lightning": timer.times, **plain.times}.items()}
+
+
+def per_turn(times: dict[str, list[float]], a: str, b: str, *, rate: bool = True) -> list[float]:
+    """b / a in each turn: of images/s (`rate`), or of the time itself."""
+    return [(ta / tb if rate else tb / ta) for ta, tb in zip(times[a], times[b], strict=True)]
+
+
+def print_epochs(times: dict[str, list[float]]) -> None:
+    """Every timed epoch, turn by turn: the record behind the best epochs and the turns' ratios."""
+    print("epoch seconds, turn by turn: " + ", ".join(times))
+    for turn, row in enumerate(zip(*times.values(), strict=True), start=1):
+        print(f"  turn {turn}: " + "  ".join(f"{t:.3f}" for t in row))
 
 
 def flops_per_image(data: ProcessedDataset, hp: Hyperparameters, device: torch.device) -> float:
@@ -190,26 +206,29 @@ def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> 
     hp = Hyperparameters(lr_scheduler="none", batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "train", copies)
-        rates = {side: len(data) / seconds  # images/s
-                 for side, seconds in best_epoch_seconds(data, hp, device, epochs, PLAIN_SIDES).items()}
+        times = epoch_seconds(data, hp, device, epochs, PLAIN_SIDES)
+        print_epochs(times)
+        rates = {side: len(data) / min(seconds) for side, seconds in times.items()}  # images/s
         plain, lightning = rates["plain loop"], rates["Lightning"]
         ceiling, ceiling_flops = max(layers_alone_rate(data, hp, device) for _ in range(CEILINGS))
         flops = flops_per_image(data, hp, device)
         digits = make_dataset(Path(tmp) / "tiny", TINY_COPIES, TINY_SIZE)
         steps = -(-len(digits) // hp.batch_size)
-        tiny = best_epoch_seconds(digits, hp, device, epochs, {"plain loop": {}}, tiny=True)
-        plain_step, lightning_step = (tiny[side] / steps * 1e3 for side in ("plain loop", "Lightning"))
+        tiny = epoch_seconds(digits, hp, device, epochs, {"plain loop": {}}, tiny=True)
+        plain_step, lightning_step = (min(tiny[side]) / steps * 1e3
+                                      for side in ("plain loop", "Lightning"))
     workload = (f"{ARCH}, {len(data)} images 32x32, batch {hp.batch_size}, AdamW, precision"
                 f" {precision(hp, device)}, CPU threads {torch.get_num_threads()}; {epochs} epochs a"
-                f" side, the sides taking turns epoch by epoch in one process; best epoch but the"
-                f" first (a warm-up)")
+                f" side, the sides taking turns epoch by epoch in one process; the first a warm-up;"
+                f" each side's best epoch")
     dtype = "bfloat16" if precision(hp, device).startswith("bf16") else "float32"
     lightning_added = lightning_step - plain_step  # ms a step
     lightning_step_ms = hp.batch_size / lightning * 1e3  # the real path's step
     return [Comparison("training", "training: Lightning job path vs plain PyTorch loop"
                        + (f", batch {hp.batch_size}" if hp.batch_size != BATCH else ""), workload,
                        "plain loop", plain, "Lightning", lightning, "images/s", target=0.97,
-                       device=device.type, flops_per_image=flops, dtype=dtype),
+                       device=device.type, flops_per_image=flops, dtype=dtype,
+                       pairs=per_turn(times, "plain loop", "Lightning")),
             Comparison("training", "training: the model's layers alone vs the Lightning job path",
                        workload + describe(backward=True, times=f"best of {CEILINGS} times"),
                        SIDE, ceiling, "Lightning", lightning, "images/s", device=device.type,
@@ -218,19 +237,22 @@ def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> 
             Comparison("training", "training: each path's own cost a step (one linear layer)",
                        f"the same paths with the network replaced by one linear layer, on"
                        f" {len(digits)} digits at {TINY_SIZE}x{TINY_SIZE} ({steps} steps an epoch);"
-                       f" the sides taking turns epoch by epoch; best epoch of {epochs} but the"
-                       f" first",
+                       f" the sides taking turns epoch by epoch; {epochs} epochs, the first a"
+                       f" warm-up; each side's best epoch",
                        "plain loop", plain_step, "Lightning", lightning_step, "ms",
                        lower_is_better=True, device=device.type,
+                       pairs=per_turn(tiny, "plain loop", "Lightning", rate=False),
                        notes=[f"Lightning adds {lightning_added:.1f} ms a step:"
                               f" {lightning_added / lightning_step_ms:.1%} of the Lightning job"
                               f" path's step above"]),
             Comparison("training", "training: centre taps on 1 x 1 maps, plain loop", workload,
                        "all taps", rates["all taps"], "centre taps (the job's)", plain,
-                       "images/s", device=device.type, dtype=dtype),
+                       "images/s", device=device.type, dtype=dtype,
+                       pairs=per_turn(times, "all taps", "plain loop")),
             Comparison("training", "training: a fused AdamW step, plain loop", workload,
                        "per-tensor AdamW", rates["per-tensor AdamW"], "fused AdamW (the job's)", plain,
-                       "images/s", device=device.type, dtype=dtype)]
+                       "images/s", device=device.type, dtype=dtype,
+                       pairs=per_turn(times, "per-tensor AdamW", "plain loop"))]
 
 
 def main() -> None:
