@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @dataclass
 class Comparison:
     """Two sides measured in the same run; `ratio` is b / a and is what the target judges, or, where
-    the sides took turns, the median of each turn's b / a (`pairs`)."""
+    the sides were measured in pairs, the median of the pairs' b / a (`pairs`)."""
 
     bench: str
     title: str
@@ -41,8 +41,9 @@ class Comparison:
     dtype: str = "float32"          # model paths: the precision their matmuls run in
     notes: list[str] = field(default_factory=list)
     others_cores: float | None = None  # set by python -m bench: cores other jobs kept busy meanwhile
-    # b / a of each turn, where the sides took turns (training's epochs): a slow spell of the
-    # machine hits both sides of a turn, so their median is steadier than the sides' best figures
+    # b / a of each stretch of time both sides shared (training's epochs, the sides taking turns
+    # step by step): a slow spell hits both sides of a pair, so the median of the pairs' ratios
+    # is steadier than the ratio of the sides' best figures
     pairs: list[float] = field(default_factory=list)
 
     @property
@@ -53,9 +54,9 @@ class Comparison:
     def pairs_note(self) -> str | None:
         if not self.pairs:
             return None
-        return (f"ratio: the median of {len(self.pairs)} turns' ratios"
-                f" ({min(self.pairs):.3f}-{max(self.pairs):.3f}x); the sides' figures are their best"
-                f" turns, whose ratio is {self.b / self.a:.3f}x")
+        return (f"ratio: the median of {len(self.pairs)} paired measurements' ratios"
+                f" ({min(self.pairs):.3f}-{max(self.pairs):.3f}x); the sides' figures are their best,"
+                f" whose ratio is {self.b / self.a:.3f}x")
 
     @property
     def target_text(self) -> str:

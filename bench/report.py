@@ -42,8 +42,8 @@ def glance(comparisons: list[Comparison], failures: dict[str, str]) -> list[str]
               " while that benchmark ran. Both sides of each comparison are timed alternately and each"
               " keeps its best, which absorbs short bursts; sustained load from other jobs can still"
               " skew a ratio, so read a result next to that figure. Where the sides took turns"
-              " epoch by epoch (training), the ratio is the median of the turns' ratios, which"
-              " a slow spell of the machine moves less than the ratio of the sides' best turns."]
+              " step by step (training), the ratio is the median of their epochs' ratios, which"
+              " a slow spell of the machine moves less than the ratio of the sides' best epochs."]
     return lines + [""]
 
 
