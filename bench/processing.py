@@ -1,6 +1,8 @@
 """Processing serve mode: images per second with one worker versus all workers, side by side.
 
-Target (issue 3): all workers on 2 cores at least 1.7x one worker.
+Target (issue #22; issue 3 asked 1.7x): all workers on 2 cores at least 1.95x one worker. The
+ratio is of the whole job, as its report times it; the dataset is written after decoding, by one
+process (0.24 s of a 2-worker run of 5.1 s on 3,000 images, 2026-11-29), the part no worker shares.
 Run: .venv/bin/python -m bench.processing [--images 3000] [--rounds 3] [--quick]
 """
 
@@ -56,7 +58,7 @@ def measure(images: int, rounds: int) -> list[Comparison]:
     return [Comparison("processing", "processing serve: one worker vs all workers",
                        f"{images} JPEGs 400x300 -> 224x224 crop, shards of 6 MB; best of {rounds}"
                        " alternating rounds",
-                       "1 worker", one, f"{cores} workers", every, "images/s", target=1.7)]
+                       "1 worker", one, f"{cores} workers", every, "images/s", target=1.95)]
 
 
 def main() -> None:
