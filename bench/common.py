@@ -41,9 +41,9 @@ class Comparison:
     dtype: str = "float32"          # model paths: the precision their matmuls run in
     notes: list[str] = field(default_factory=list)
     others_cores: float | None = None  # set by python -m bench: cores other jobs kept busy meanwhile
-    # b / a of each stretch of time both sides shared (training's epochs, the sides taking turns
-    # step by step): a slow spell hits both sides of a pair, so the median of the pairs' ratios
-    # is steadier than the ratio of the sides' best figures
+    # b / a of each pair measured together (training's epochs, the sides taking turns step by
+    # step; online drift's fresh pairs of servers): a slow spell or a slow process hits one pair,
+    # so the median of the pairs' ratios is steadier than the ratio of the sides' best figures
     pairs: list[float] = field(default_factory=list)
 
     @property

@@ -41,9 +41,10 @@ def glance(comparisons: list[Comparison], failures: dict[str, str]) -> list[str]
     lines += ["", "The last column is how many of the machine's cores other jobs kept busy, on average,"
               " while that benchmark ran. Both sides of each comparison are timed alternately and each"
               " keeps its best, which absorbs short bursts; sustained load from other jobs can still"
-              " skew a ratio, so read a result next to that figure. Where the sides took turns"
-              " step by step (training), the ratio is the median of their epochs' ratios, which"
-              " a slow spell of the machine moves less than the ratio of the sides' best epochs."]
+              " skew a ratio, so read a result next to that figure. Where a comparison was"
+              " measured in pairs (training's epochs, the sides taking turns step by step; online"
+              " drift's fresh pairs of servers), the ratio is the median of the pairs' ratios, which"
+              " a slow spell or a slow process moves less than the ratio of the sides' best figures."]
     return lines + [""]
 
 
