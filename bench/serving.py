@@ -71,7 +71,7 @@ def predict_rate(predict, batches: list[np.ndarray]) -> float:
 def drift_pair(base: Path, bodies: list[bytes], env: dict[str, str], rounds: int,
                watched_first: bool) -> tuple[float, float]:
     """(images/s without, with online drift) of a fresh server of each, best of alternating
-    rounds. One server process can run the same requests up to 10% slower than another started
+    rounds. One server process can run the same requests up to 11% slower than another started
     beside it, drift or none (3 probes on one machine), so the comparison takes fresh pairs."""
     folders = [base / "watched", base] if watched_first else [base, base / "watched"]
     with contextlib.ExitStack() as stack:
