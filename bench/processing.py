@@ -1,8 +1,9 @@
 """Processing serve mode: images per second with one worker versus all workers, side by side.
 
 Target (issue #22; issue 3 asked 1.7x): all workers on 2 cores at least 1.95x one worker. The
-ratio is of the whole job, as its report times it; the dataset is written after decoding, by one
-process (0.24 s of a 2-worker run of 5.1 s on 3,000 images, 2026-11-29), the part no worker shares.
+ratio is of the whole job, as its report times it. The workers decode straight into the dataset's
+shards; until 2026-12-04 one process copied a scratch pool into them after decoding (0.24 s of a
+2-worker run of 5.1 s on 3,000 images), the part no worker shared: 1.92-1.97x then.
 Run: .venv/bin/python -m bench.processing [--images 3000] [--rounds 3] [--quick]
 """
 

@@ -106,7 +106,7 @@ def run(config: ServeConfig) -> None:
                        f" {ctx.host_count} hosts")
     with scratch_folder(ctx.paths.scratch_root) as scratch:
         decoded = decode_usable(share, size=detector.image_size, policy=detector.resize_policy,
-                                workers=config.decode_workers, scratch=scratch, what="production",
+                                workers=config.decode_workers, into=scratch, what="production",
                                 min_images=MIN_SAMPLES)
         featurise_started = time.monotonic()
         # A memory map, like the pixels: features of any number of images (6 kB each for the

@@ -51,7 +51,7 @@ def run(config: TrainConfig) -> None:
         log.info("using a seeded sample of %d of the %d reference images", len(chosen), len(files))
     with scratch_folder(ctx.paths.scratch_root) as scratch:
         decoded = decode_usable(chosen, size=encoder.image_size, policy=encoder.spec.resize_policy,
-                                workers=config.decode_workers, scratch=scratch, what="reference",
+                                workers=config.decode_workers, into=scratch, what="reference",
                                 min_images=MIN_SAMPLES)
         encoder.adapt(decoded.images)
         features = encoder.encode(decoded.images)

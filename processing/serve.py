@@ -15,7 +15,6 @@ from shared.data import (
     labels_from_folders,
     list_images,
     list_labelled_images,
-    scratch_folder,
 )
 from shared.sagemaker import JobError, load_processing_context
 
@@ -36,23 +35,22 @@ def run(config: ServeConfig) -> None:
     output = config.output or ctx.paths.processing_output("data")
     report_dir = config.report_output or ctx.paths.processing_output("report")
     duplicates: list[dict[str, str]] = []
-    with scratch_folder(ctx.paths.scratch_root) as scratch:
+    with DatasetWriter(output, config.image_size, classes=classes,
+                       max_shard_mb=config.max_shard_mb, host=ctx.host_tag) as writer:
+        # The workers decode straight into the dataset's shards: no scratch copy to write out.
         pool = decode_usable(share, size=config.image_size, policy=config.resize_policy,
-                             workers=config.decode_workers, scratch=scratch, what="input",
-                             max_bad_fraction=config.max_bad_fraction)
+                             workers=config.decode_workers, into=writer.reserve(len(share)),
+                             what="input", max_bad_fraction=config.max_bad_fraction)
         first: dict[str, str] = {}
-        with DatasetWriter(output, config.image_size, classes=classes,
-                           max_shard_mb=config.max_shard_mb, host=ctx.host_tag) as writer:
-            for row, f in enumerate(pool.files):
-                digest = pool.digests[row]
-                if digest in first:  # production duplicates still get a prediction each
-                    duplicates.append({"path": f.relpath, "duplicate_of": first[digest],
-                                       "action": "kept"})
-                first.setdefault(digest, f.relpath)
-                writer.add(pool.images[row], f.relpath, f.relpath, f.label)
-            counts = Counter(str(f.label) for f in pool.files) if labelled else {}
-            writer.commit({"split": "data", "images": len(writer), "class_counts": dict(counts),
-                           "image_size": config.image_size, "resize_policy": config.resize_policy})
+        for f, digest in zip(pool.files, pool.digests, strict=True):
+            if digest in first:  # production duplicates still get a prediction each
+                duplicates.append({"path": f.relpath, "duplicate_of": first[digest],
+                                   "action": "kept"})
+            first.setdefault(digest, f.relpath)
+            writer.add_reserved(f.relpath, f.relpath, f.label)
+        counts = Counter(str(f.label) for f in pool.files) if labelled else {}
+        writer.commit({"split": "data", "images": len(writer), "class_counts": dict(counts),
+                       "image_size": config.image_size, "resize_policy": config.resize_policy})
     report = {
         **common_report("serve", config, ctx, root, pool),
         "labelled": labelled,

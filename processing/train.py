@@ -145,7 +145,7 @@ def run(config: TrainConfig) -> None:
     report_dir = config.report_output or ctx.paths.processing_output("report")
     with scratch_folder(ctx.paths.scratch_root) as scratch:
         pool = decode_usable(share, size=config.image_size, policy=config.resize_policy,
-                             workers=config.decode_workers, scratch=scratch,
+                             workers=config.decode_workers, into=scratch,
                              what="input", max_bad_fraction=config.max_bad_fraction)
         rows, duplicates, small = plan_splits(pool, origin, config.fractions, config.seed,
                                               ["data", *config.extra_channels])

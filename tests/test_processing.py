@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from processing.augment import augment_rows
-from shared.data import ProcessedDataset
+from shared.data import ProcessedDataset, decode_images
 from tests.conftest import run_entrypoint, write_json
 
 SPLITS = ("train", "validation", "test")
@@ -245,6 +245,10 @@ def test_serve_keeps_labels_bounds_shards_and_skips_bad_files(sm_base):
     assert len(ds) == 26 and ds.classes == ["ant", "bee", "cow"] and ds.labelled
     assert all(p.stat().st_size <= 50_000 for p in out.glob("shard-*.npy"))
     assert len(list(out.glob("shard-*.npy"))) == 7  # 4 images of 12,288 bytes per shard
+    sources = [sm_base / "processing" / "input" / "data" / i for i in ds.ids]
+    assert all(np.array_equal(ds.image(k), d.image)  # decoded in place, gaps of bad files closed
+               for k, d in enumerate(decode_images(sources, 64, "crop")))
+    assert not list(out.parent.glob(".*"))  # no scratch or staging folder left
     r = report(sm_base)
     assert r["mode"] == "serve" and len(r["skipped"]) == 3
     assert r["duplicates"][0]["action"] == "kept"

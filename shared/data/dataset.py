@@ -20,6 +20,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from shared import schema
 from shared.atomic import replace_folder, staging_folder
+from shared.data.shards import ShardFiles
 from shared.errors import UserError
 from shared.sagemaker.paths import per_host_name
 from shared.schema import setting
@@ -44,6 +46,10 @@ SHARD_NAME = re.compile(r"shard-[A-Za-z0-9_.-]*\.npy")  # no separators: nothing
 MAX_SHARD_ROWS = 4096
 
 
+def shard_name(number: int, host: str | None) -> str:
+    return per_host_name(f"shard-{number:05d}.npy", host)
+
+
 def rows_per_shard(image_shape: tuple[int, int], max_shard_mb: float) -> int:
     row_bytes = image_shape[0] * image_shape[1] * 3
     rows = min(MAX_SHARD_ROWS, int((max_shard_mb * MB - NPY_HEADER_BYTES) // row_bytes))
@@ -57,9 +63,8 @@ def rows_per_shard(image_shape: tuple[int, int], max_shard_mb: float) -> int:
 
 def rows_as_block(images: list[np.ndarray]) -> np.ndarray:
     """The images as one N x H x W x 3 array: a view, not a copy, when they are consecutive rows of
-    one array, as a decoded pool's rows are when processing serve adds them in order. Stacking
-    copied every image into fresh memory before it was written: a third of that job's time after
-    decoding, the part that no worker shares."""
+    one array (a decoded pool's rows, added in order): stacking would first copy every image into
+    fresh memory."""
     first, base = images[0], images[0].base
     if isinstance(base, np.ndarray) and base.flags.c_contiguous and base.shape[1:] == first.shape:
         start, remainder = divmod(_address(first) - _address(base), first.nbytes)
@@ -113,15 +118,58 @@ class DatasetWriter:
         self._records: list[ManifestRecord] = []
         self._shard_count = 0
         self._ids: set[str] = set()
+        self._reserved: ShardFiles | None = None
+        self._reserved_used = 0
 
     def _shard_name(self, number: int) -> str:
-        return per_host_name(f"shard-{number:05d}.npy", self.host)
+        return shard_name(number, self.host)
 
     def add(self, image: np.ndarray, image_id: str, source: str, label: str | None = None,
             channel: str | None = None) -> None:
         if image.dtype != np.uint8 or image.shape != (*self.image_shape, 3):
             raise ValueError(f"image {image_id} is {image.dtype} {image.shape}, expected uint8 "
                              f"{(*self.image_shape, 3)}")
+        self._settle_reserved()
+        self._record(image_id, self._shard_name(self._shard_count), len(self._buffer), source,
+                     label, channel)
+        self._buffer.append(image)
+        if len(self._buffer) == self.rows_per_shard:
+            self._flush()
+
+    def reserve(self, count: int) -> ShardFiles:
+        """Empty shards for the next `count` images, for decoding workers to fill in place, so that
+        no image is copied through this process. Cut them to the rows kept (`truncate`), then name
+        each row's image in order with `add_reserved`."""
+        self._flush()
+        self._settle_reserved()
+        self._reserved = ShardFiles.create(self._staged, partial(shard_name, host=self.host),
+                                           self._shard_count, count, self.rows_per_shard,
+                                           (*self.image_shape, 3))
+        self._reserved_used = 0
+        return self._reserved
+
+    def add_reserved(self, image_id: str, source: str, label: str | None = None,
+                     channel: str | None = None) -> None:
+        """Record the image in the next row of the reserved shards."""
+        store = self._reserved
+        if store is None or self._reserved_used >= len(store):
+            raise ValueError(f"no reserved row is left for {image_id}")
+        number, row = divmod(self._reserved_used, store.rows_per_shard)
+        self._record(image_id, self._shard_name(store.first + number), row, source, label, channel)
+        self._reserved_used += 1
+
+    def _settle_reserved(self) -> None:
+        """Count the reserved shards as written; every row must have been named."""
+        store, self._reserved = self._reserved, None
+        if store is None:
+            return
+        if self._reserved_used != len(store):
+            raise ValueError(f"{len(store) - self._reserved_used} of {len(store)} reserved rows"
+                             " were not named (truncate the shards to the rows kept)")
+        self._shard_count += len(store.paths)
+
+    def _record(self, image_id: str, shard: str, row: int, source: str, label: str | None,
+                channel: str | None) -> None:
         if image_id in self._ids:
             raise ValueError(f"duplicate image id {image_id}")
         label_index = None
@@ -130,11 +178,8 @@ class DatasetWriter:
                 raise ValueError(f"label {label!r} of {image_id} is not one of the classes")
             label_index = self._class_index[label]
         self._ids.add(image_id)
-        self._records.append(ManifestRecord(image_id, self._shard_name(self._shard_count),
-                                            len(self._buffer), source, label, label_index, channel))
-        self._buffer.append(image)
-        if len(self._buffer) == self.rows_per_shard:
-            self._flush()
+        self._records.append(ManifestRecord(image_id, shard, row, source, label, label_index,
+                                            channel))
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -149,6 +194,7 @@ class DatasetWriter:
     def commit(self, report: dict[str, Any]) -> Path:
         """Write the remaining shard, manifest, classes and report; then publish the folder."""
         self._flush()
+        self._settle_reserved()
         with open(self._staged / per_host_name(MANIFEST, self.host), "w") as f:
             for record in self._records:
                 f.write(json.dumps(record.to_json()) + "\n")

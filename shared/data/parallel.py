@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.data.images import ImageDecodeError, fit_square, load_rgb
+from shared.data.shards import ShardFiles, forget_mapped
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,7 @@ class Decoded:
         return self.error is None
 
 
-_open_outputs: dict[Path, np.ndarray] = {}
-
-
-def _output(path: Path) -> np.ndarray:
-    """The shared N x S x S x 3 output array, memory-mapped once per process."""
-    if path not in _open_outputs:
-        _open_outputs.clear()
-        _open_outputs[path] = np.load(path, mmap_mode="r+")
-    return _open_outputs[path]
-
-
-def _decode_one(item: tuple[int, Path], size: int, policy: str, out: Path | None) -> Decoded:
+def _decode_one(item: tuple[int, Path], size: int, policy: str, out: ShardFiles | None) -> Decoded:
     index, path = item
     try:
         data = Path(path).read_bytes()
@@ -56,7 +46,7 @@ def _decode_one(item: tuple[int, Path], size: int, policy: str, out: Path | None
         return Decoded(index, None, str(exc), digest, None)
     stored = image.info.get("stored_size", image.size)
     if out is not None:
-        _output(out)[index] = fitted
+        out[index] = fitted
         return Decoded(index, None, None, digest, stored)
     return Decoded(index, fitted, None, digest, stored)
 
@@ -75,13 +65,13 @@ def fork_pool(workers: int) -> multiprocessing.pool.Pool:
 
 def decode_images(
     paths: Sequence[Path], size: int, policy: str = "crop", workers: int = 1,
-    out: Path | None = None,
+    out: ShardFiles | None = None,
 ) -> Iterator[Decoded]:
     """Yield one Decoded per path, in order; `workers` > 1 spreads the work over processes.
 
-    With `out` (a .npy file of shape len(paths) x size x size x 3) each image is written to its row
-    there by the worker that decoded it, instead of being sent back through a pipe: the parent then
-    handles only small records, which keeps it from becoming the bottleneck.
+    With `out` (len(paths) rows of size x size x 3) each image is written to its row there by the
+    worker that decoded it, instead of being sent back through a pipe: the parent then handles only
+    small records, which keeps it from becoming the bottleneck.
     """
     work = partial(_decode_one, size=size, policy=policy, out=out)
     items = list(enumerate(paths))
@@ -89,7 +79,7 @@ def decode_images(
         try:
             yield from map(work, items)
         finally:
-            _open_outputs.clear()  # do not keep the caller's scratch file mapped
+            forget_mapped()  # do not keep the caller's files mapped
         return
     chunksize = max(1, min(32, len(items) // (workers * 8)))
     # fork: the workers need nothing but this module, and start in milliseconds.

@@ -1,10 +1,11 @@
-"""Decoding many image files into one memory-mapped uint8 array on the job's volume.
+"""Decoding many image files into memory-mapped uint8 rows on the job's volume.
 
-The decoding workers write their rows straight into the array (see `decode_images(out=...)`), so
-data larger than memory is fine and the parent handles only small records. Rows of files that
-failed are closed up afterwards: row k of `images` is `files[k]`. Files that cannot be used are
-skipped with their reason; `decode_usable` fails the job when too few are left (each component
-says how many it needs).
+The rows go to one file in a scratch folder, or to a dataset's own shards
+(`DatasetWriter.reserve`). The decoding workers write their rows straight into the files (see
+`decode_images(out=...)`), so data larger than memory is fine and the parent handles only small
+records. Rows of files that failed are closed up afterwards: row k is `files[k]`. Files that cannot
+be used are skipped with their reason; `decode_usable` fails the job when too few are left (each
+component says how many it needs).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from tqdm import tqdm
 
 from shared.data.discovery import ImageFile
 from shared.data.parallel import decode_images
+from shared.data.shards import ShardFiles
 from shared.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -30,12 +33,17 @@ SCRATCH_PREFIX = ".scratch-"
 
 @dataclass
 class DecodedPool:
-    files: list[ImageFile]  # the files that decoded; files[k] is row k of `images`
-    images: np.ndarray
+    files: list[ImageFile]  # the files that decoded; files[k] is row k of `rows`
+    rows: ShardFiles
     digests: list[str]  # sha256 of each kept file's bytes
     sizes: list[tuple[int, int]]  # width, height as stored
     skipped: list[dict[str, str]] = field(default_factory=list)  # path and reason
     found: int = 0
+
+    @cached_property
+    def images(self) -> np.ndarray:
+        """The rows as one array (a pool decoded into a scratch folder is one file)."""
+        return self.rows.array()
 
 
 @contextmanager
@@ -51,18 +59,25 @@ def scratch_folder(root: Path) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _pool_name(number: int) -> str:
+    return "pool.npy"
+
+
 def decode_to_pool(files: list[ImageFile], *, size: int, policy: str, workers: int,
-                   scratch: Path) -> DecodedPool:
-    pool_file = scratch / "pool.npy"
-    images = np.lib.format.open_memmap(
-        pool_file, mode="w+", dtype=np.uint8, shape=(len(files), size, size, 3))
-    images.flush()  # the workers open the file themselves and write their rows
+                   into: Path | ShardFiles) -> DecodedPool:
+    """Decode `files` into `into`: a scratch folder (one file) or rows made ready for them."""
+    if isinstance(into, Path):
+        into = ShardFiles.create(into, _pool_name, 0, len(files), max(1, len(files)),
+                                 (size, size, 3))
+    if len(into) != len(files) or into.image_shape != (size, size, 3):
+        raise ValueError(f"{len(into)} rows of {into.image_shape} for {len(files)} images of"
+                         f" {size} px")
     rows: list[int] = []
     digests: list[str] = []
     sizes: list[tuple[int, int]] = []
     skipped: list[dict[str, str]] = []
     progress = tqdm(total=len(files), desc="decode+resize", unit="img", disable=None)
-    for result in decode_images([f.path for f in files], size, policy, workers, out=pool_file):
+    for result in decode_images([f.path for f in files], size, policy, workers, out=into):
         progress.update()
         if not result.ok:
             log.warning("skipping %s: %s", files[result.index].relpath, result.error)
@@ -74,20 +89,21 @@ def decode_to_pool(files: list[ImageFile], *, size: int, policy: str, workers: i
     progress.close()
     for new, old in enumerate(rows):  # close the gaps bad files left
         if new != old:
-            images[new] = images[old]
+            into[new] = into[old]
+    into.truncate(len(rows))
     log.info("%d images decoded, %d skipped", len(rows), len(skipped))
-    return DecodedPool([files[i] for i in rows], images[: len(rows)], digests, sizes, skipped,
-                       len(files))
+    return DecodedPool([files[i] for i in rows], into, digests, sizes, skipped, len(files))
 
 
-def decode_usable(files: list[ImageFile], *, size: int, policy: str, workers: int, scratch: Path,
-                  what: str, min_images: int = 1, max_bad_fraction: float = 1.0) -> DecodedPool:
+def decode_usable(files: list[ImageFile], *, size: int, policy: str, workers: int,
+                  into: Path | ShardFiles, what: str, min_images: int = 1,
+                  max_bad_fraction: float = 1.0) -> DecodedPool:
     """`decode_to_pool`, then a clear failure when fewer than `min_images` files, or more than
     `max_bad_fraction` of them, could not be used; the first problem is named."""
     if not files:
         raise UserError(f"the input holds no {what} image files (looked for .jpg .jpeg .png .bmp"
                         " .gif .webp .tif .tiff, hidden files ignored)")
-    pool = decode_to_pool(files, size=size, policy=policy, workers=workers, scratch=scratch)
+    pool = decode_to_pool(files, size=size, policy=policy, workers=workers, into=into)
     first = (f"; first problem: {pool.skipped[0]['path']}: {pool.skipped[0]['reason']}"
              if pool.skipped else "")
     if not pool.files:
