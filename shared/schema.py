@@ -58,6 +58,11 @@ class Rule:
     metavar: str | None = None
     tunable: bool = False  # a hyperparameter tuner may search it (within min..max or choices)
 
+    @property
+    def bounded(self) -> bool:
+        return not (self.min is None and self.max is None and self.above is None
+                    and self.below is None)
+
 
 def setting(default: Any = MISSING, *, help: str = "", default_factory: Any = MISSING,
             **rules: Any) -> Any:
@@ -88,6 +93,7 @@ def default_of(field: dataclasses.Field) -> Any:
 
 # ---- describing what is accepted -------------------------------------------------------------
 
+@functools.cache  # called for every value checked: a manifest's every field on every line
 def optional_type(tp: Any) -> tuple[Any, bool]:
     """(the type without None, whether None is allowed)."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
@@ -199,15 +205,16 @@ def check_value(name: str, tp: Any, rule: Rule, value: Any) -> Any:
         raise SchemaError(f"{name} must be {describe(tp, rule)}")
     if not _type_ok(inner, value):
         raise SchemaError(f"{name} must be {describe(tp, rule)}")
-    if dataclasses.is_dataclass(inner) and isinstance(value, dict):
+    if isinstance(value, dict) and dataclasses.is_dataclass(inner):
         return from_json(inner, value, source=name)
     if inner is Path:
         value = Path(value)
     if rule.choices is not None and value not in rule.choices:
         raise SchemaError(f"{name} must be {describe(tp, rule)}, not {value!r}")
-    numbers = value if isinstance(value, list) else [value]
-    if any(_is_number(v) and not _in_bounds(rule, v) for v in numbers):
-        raise SchemaError(f"{name} must be {describe(tp, rule)}")
+    if rule.bounded:
+        numbers = value if isinstance(value, list) else [value]
+        if any(_is_number(v) and not _in_bounds(rule, v) for v in numbers):
+            raise SchemaError(f"{name} must be {describe(tp, rule)}")
     if isinstance(value, list | str):
         if (rule.length is not None and len(value) != rule.length) or (
                 rule.min_length is not None and len(value) < rule.min_length):
@@ -217,20 +224,26 @@ def check_value(name: str, tp: Any, rule: Rule, value: Any) -> Any:
     return value
 
 
+@functools.cache
+def _json_fields(cls: type) -> tuple[tuple[str, Any, Rule, bool], ...]:
+    """(name, type, rule, required) per field, worked out once per class for `from_json`."""
+    return tuple((f.name, tp, rule_of(f), default_of(f) is MISSING) for f, tp in fields_of(cls))
+
+
 def from_json(cls: type[T], data: Any, source: str = "") -> T:
     """An instance of dataclass `cls` from a JSON object, every field checked against its rule."""
     where = f"{source}: " if source else ""
     if not isinstance(data, dict):
         raise SchemaError(f"{where}expected a JSON object")
     values = {}
-    for field, tp in fields_of(cls):
-        if field.name in data:
+    for name, tp, rule, required in _json_fields(cls):
+        if name in data:
             try:
-                values[field.name] = check_value(field.name, tp, rule_of(field), data[field.name])
+                values[name] = check_value(name, tp, rule, data[name])
             except SchemaError as exc:
                 raise SchemaError(f"{where}{exc}") from None
-        elif default_of(field) is MISSING:
-            raise SchemaError(f"{where}{field.name} is missing; it must be {describe(tp, rule_of(field))}")
+        elif required:
+            raise SchemaError(f"{where}{name} is missing; it must be {describe(tp, rule)}")
     try:
         return cls(**values)
     except SchemaError as exc:  # the class's own checks (__post_init__) across fields

@@ -188,10 +188,17 @@ def test_manifest_lines_are_checked_not_trusted(tmp_path, change, message):
         ProcessedDataset(tmp_path / "data")
 
 
-def test_a_manifest_line_that_is_not_json_is_named(tmp_path):
+def test_a_bad_manifest_line_is_named_by_its_number(tmp_path):
     manifest = one_image_dataset(tmp_path / "data")
-    manifest.write_text(manifest.read_text() + "{not json\n")
+    good = manifest.read_text()
+    manifest.write_text(good + "{not json\n")
     with pytest.raises(DatasetFormatError, match="manifest.jsonl line 3 is not valid JSON"):
+        ProcessedDataset(tmp_path / "data")
+    lines = [json.loads(line) for line in good.splitlines()]
+    lines[1]["id"] = 3
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(DatasetFormatError,
+                       match="manifest.jsonl line 2: id must be a non-empty string"):
         ProcessedDataset(tmp_path / "data")
 
 

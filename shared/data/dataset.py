@@ -261,13 +261,13 @@ class ProcessedDataset:
                                          f" but {CLASSES} names {len(self.classes or [])} classes")
 
     def _record(self, manifest: str, number: int, line: str) -> ManifestRecord:
-        where = f"{self.root}/{manifest} line {number}"
         try:
-            return schema.from_json(ManifestRecord, json.loads(line), where)
+            return schema.from_json(ManifestRecord, json.loads(line))
         except json.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{where} is not valid JSON: {exc}") from None
-        except schema.SchemaError as exc:
-            raise DatasetFormatError(str(exc)) from None
+            raise DatasetFormatError(f"{self.root}/{manifest} line {number} is not valid JSON:"
+                                     f" {exc}") from None
+        except schema.SchemaError as exc:  # named here: only a bad line pays for its location
+            raise DatasetFormatError(f"{self.root}/{manifest} line {number}: {exc}") from None
 
     def _classes(self) -> list[str] | None:
         path = self.root / CLASSES
