@@ -95,6 +95,9 @@ def machine_info() -> dict[str, object]:
 
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
         torch_version = torch.__version__
+        # the vector instructions torch's CPU kernels use (AVX2, AVX512): hosts that report the
+        # same CPU name differ in them, and so do the model paths' shares of the matmul figure
+        cpu = f"{cpu} ({torch.backends.cpu.get_cpu_capability()})"
     except ImportError:
         gpu, torch_version = "no GPU", "not installed"
     return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu, "torch": torch_version}
