@@ -196,13 +196,16 @@ def decode(content_type: str, body: bytes, config: ModelConfig, limits: Limits) 
 def prediction_objects(probabilities: np.ndarray, classes: list[str], ids: list[str | None],
                        k: int) -> list[dict]:
     objects = []
-    for row, order, image_id in zip(probabilities, top_k(probabilities, k), ids, strict=True):
-        best = int(order[0])
+    # Python floats and ints up front: converting numpy scalars one by one was half this function
+    for row, order, image_id in zip(probabilities.tolist(), top_k(probabilities, k).tolist(), ids,
+                                    strict=True):
+        rounded = [round(p, 6) for p in row]
+        best = order[0]
         obj = {
             "label": classes[best],
             "index": best,
-            "probabilities": {name: round(float(p), 6) for name, p in zip(classes, row, strict=True)},
-            "top_k": [{"label": classes[i], "probability": round(float(row[i]), 6)} for i in order],
+            "probabilities": dict(zip(classes, rounded, strict=True)),
+            "top_k": [{"label": classes[i], "probability": rounded[i]} for i in order],
         }
         if image_id is not None:
             obj = {"id": image_id, **obj}
