@@ -104,7 +104,7 @@ def server_pair(base: Path, batches: list[np.ndarray], predict, env: dict[str, s
         best = dict.fromkeys(sides, 0.0)
         order = list(sides)
         for turn in range(rounds):
-            for side in order[turn % 3:] + order[:turn % 3]:
+            for side in order[turn % len(order):] + order[:turn % len(order)]:
                 best[side] = max(best[side], sides[side]())
         pngs = [png(image) for image in batches[0]]
         png_rate = len(pngs) / post_all(ports[base], pngs, "image/png")
