@@ -48,6 +48,9 @@ class EvaluateFlags:
     output: Path | None = output_flag("evaluation", "evaluation folder")
     batch_size: int = setting(256, min=1, max=65_536, help="images per forward pass")
     seed: int = setting(0, min=0, help="seed of the noise corruption")
+    champion_significance: float = setting(
+        0.05, min=0.0, max=1.0, help="a candidate less accurate than the champion still passes"
+        " when an exact McNemar test's p-value is above this (1: never)")
 
     def run(self) -> None:
         from algorithm import evaluate

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from algorithm.evaluate import compare_champion
+from algorithm.evaluate import compare_champion, mcnemar_worse_p
 from algorithm.evaluation import predict
 from algorithm.robustness import CORRUPTIONS, brightness, expected_calibration_error
 from shared.data import ProcessedDataset
@@ -59,10 +59,35 @@ def test_the_champion_is_measured_on_the_same_images(evaluated, processed_small)
     assert report["champion"]["present"] and report["champion"]["accuracy"] == pytest.approx(clean)
     assert report["champion"]["passed"]  # as accurate as itself
     test = processed_small / "test"
-    worse = compare_champion(base / "model", test, accuracy=clean - 0.01, batch_size=64)
-    assert not worse["passed"] and "<" in worse["verdict"]
-    absent = compare_champion(base / "no-such-model", test, accuracy=clean, batch_size=64)
+    dataset = ProcessedDataset(test)
+    correct = predict(load_artifact(base / "model"), dataset).argmax(1) == dataset.labels
+    right = np.flatnonzero(correct)
+
+    def candidate_missing(images: int, significance: float = 0.05) -> dict:
+        """The champion's own answers but `images` of its right ones wrong."""
+        candidate = correct.copy()
+        candidate[right[:images]] = False
+        return compare_champion(base / "model", test, candidate, 64, significance)
+
+    one = candidate_missing(1)  # one image short: a coin toss, not a worse model
+    assert one["passed"] and one["p_value"] == 0.5
+    assert (one["images_only_champion_right"], one["images_only_candidate_right"]) == (1, 0)
+    assert "within chance" in one["verdict"]
+    strict = candidate_missing(1, significance=1.0)  # only at least as accurate passes
+    assert not strict["passed"] and "worse" in strict["verdict"]
+    worse = candidate_missing(6)  # six of six disagreements lost: p = 1/64
+    assert not worse["passed"] and worse["p_value"] == pytest.approx(1 / 64)
+    assert "<" in worse["verdict"] and "worse" in worse["verdict"]
+    absent = compare_champion(base / "no-such-model", test, correct, 64, 0.05)
     assert absent == {"present": False, "passed": True, "verdict": "no champion: nothing to beat"}
+
+
+def test_the_mcnemar_p_value_is_the_exact_binomial_tail():
+    assert mcnemar_worse_p(0, 0) == 1.0  # no disagreement: nothing says the candidate is worse
+    assert mcnemar_worse_p(1, 0) == 0.5
+    assert mcnemar_worse_p(5, 0) == 1 / 32
+    assert mcnemar_worse_p(3, 3) == 42 / 64  # C(6,3) + C(6,4) + C(6,5) + C(6,6) of 2^6
+    assert mcnemar_worse_p(0, 4) == 1.0
 
 
 def test_an_unlabelled_or_missing_test_set_fails_with_the_reason(trained_job, tmp_path):

@@ -70,8 +70,8 @@ def test_drifted_images_go_to_label_studio_and_their_labels_retrain_the_model(lo
     url, backend = start_backend(
         ["--model", str(loop.v1 / "model"), "--document-root", str(loop.data["drifted"]),
          "--train-data", str(loop.data["original"]), "--work-dir", str(loop.out / "backend"),
-         # as many epochs as v1 had: with 2 the candidate fell 2 of 191 test images short of
-         # v1 on one machine, and the gate (rightly) kept it out of the registry
+         # as many epochs as v1 had. The candidate may still miss an image or two v1 gets right
+         # (one of 190 on an AMX Xeon): the gate's McNemar test lets that pass as chance
          "--threshold", str(THRESHOLD), "--param", "epochs=3", "--param", "explain_images=4",
          "--param", f"registry={loop.registry}", "--param", "model_package_name=digits"],
         backend_log)
