@@ -57,7 +57,8 @@ def evaluate(flags: Any) -> dict[str, Any]:
 
     # the test set is read a batch at a time, once per pass: memory does not grow with it
     probabilities = predict(classifier, data, flags.batch_size)
-    report = multiclass_report(labels, probabilities.argmax(1), names)
+    predicted = probabilities.argmax(1)
+    report = multiclass_report(labels, predicted, names)
     accuracy = accuracy_of(report)
     ece = expected_calibration_error(probabilities, labels, CALIBRATION_BINS)
     report["multiclass_classification_metrics"]["expected_calibration_error"] = {
@@ -78,9 +79,8 @@ def evaluate(flags: Any) -> dict[str, Any]:
         "worst_relative_drop": max(c["relative_drop"] for c in corruptions.values()),
     }
     report["calibration"] = {"expected_calibration_error": ece, "bins": CALIBRATION_BINS}
-    report["champion"] = compare_champion(champion_path, test_path,
-                                          probabilities.argmax(1) == labels, flags.batch_size,
-                                          flags.champion_significance)
+    report["champion"] = compare_champion(champion_path, test_path, predicted == labels,
+                                          flags.batch_size, flags.champion_significance)
     report.update({"evaluated_on": "test", "images": len(labels), "model": str(model_path),
                    "seconds": time.monotonic() - started})
     with published_folder(flags.output or paths.processing_output("evaluation")) as staged:
