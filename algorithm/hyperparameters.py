@@ -47,8 +47,9 @@ class Hyperparameters:
     seed: int = setting(42, help="seed for weights, shuffling and augmentation", min=0)
     num_workers: int = setting(-1, help="data loader processes; -1 picks (0 on CPU, up to 8 on GPU)",
                                min=-1, max=64)
-    precision: str = setting("auto", help="numeric precision; auto is bf16/16-mixed on GPU, 32 on"
-                                          " CPU", choices=PRECISIONS)
+    precision: str = setting("auto", help="numeric precision; auto is bf16/16-mixed on GPU,"
+                                          " bf16-mixed on a CPU with AMX, else 32",
+                             choices=PRECISIONS)
     pretrained_weights: str | None = setting(None, help="path to a local .safetensors file for the"
                                                         " backbone")
     freeze_backbone_epochs: int = setting(0, help="train only the classifier for this many first"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from algorithm.train import lightning_precision
 from bench import demo as demo_bench
 from bench.common import Comparison, load, machine_info
 from bench.hardware import matmul_gflops, other_jobs_meter
@@ -40,6 +41,8 @@ def devices(name: str, allowed: list[str]) -> list[str | None]:
 def matmul_references(allowed: list[str]) -> dict[str, float]:
     """GFLOP/s of a large matmul per "device dtype": the yardstick of each model path."""
     found = {"cpu float32": matmul_gflops("cpu")} if "cpu" in allowed else {}
+    if "cpu" in allowed and lightning_precision("auto", gpus=False).startswith("bf16"):
+        found["cpu bfloat16"] = matmul_gflops("cpu", dtype="bfloat16")  # training's, with AMX
     if "cuda" in allowed and torch.cuda.is_available():
         found |= {f"cuda {dtype}": matmul_gflops("cuda", dtype=dtype)
                   for dtype in ("float32", "bfloat16")}

@@ -64,9 +64,10 @@ def details(comparisons: list[Comparison]) -> list[str]:
 def utilisation(comparisons: list[Comparison], matmul: dict[str, list[float]]) -> list[str]:
     lines = ["## How much of the machine the model paths use", "",
              "Reference: the best of several large matmuls (`torch.mm`, 2048x2048 on the CPU,"
-             " 8192x8192 on a GPU; float32, and bfloat16 on a GPU), timed at the start and at the end"
-             " of this run; the higher counts. A path is measured against the matmul of the precision"
-             " it computes in (float32 matmuls on a GPU do not use TF32 here, torch's default).",
+             " 8192x8192 on a GPU; float32, and bfloat16 on a GPU or a CPU that trains in it),"
+             " timed at the start and at the end of this run; the higher counts. A path is measured"
+             " against the matmul of the precision it computes in (float32 matmuls on a GPU do not"
+             " use TF32 here, torch's default).",
              ""]
     for device, figures in matmul.items():
         lines.append(f"- {device}: " + ", ".join(f"{g:,.1f}" for g in figures) + " GFLOP/s")

@@ -1,13 +1,14 @@
 """Training throughput: the Lightning job path versus a plain PyTorch loop, side by side.
 
 Same model (resnet10t), same data (the digits at 32x32, from memory-mapped shards), same batch
-size, optimiser, threads and precision (the job's default: bf16 autocast on a GPU that has it,
-float32 on a CPU); the sides take turns step by step in one process (a plain step of each after
-each of Lightning's, bench.training.Turns), so their epochs span the same stretch of time; the first
-epoch is a warm-up. Each side shows its best epoch; a ratio is the median of the epochs' ratios.
-Target (issue #22): the Lightning path at least 0.97x the plain loop (issue 4 asked 0.9x). Also the
-plain loop without each of round 2's levers (centre taps on 1 x 1 maps, a fused AdamW step), and the
-model's convolutions and linear layers alone at the same batch (bench/layers.py): the ceiling on the
+size, optimiser, threads and precision (the job's default: bf16 autocast on a GPU that has it and
+on a CPU with AMX, in channels last on the CPU; else float32); the sides take turns step by step in
+one process (a plain step of each after each of Lightning's, bench.training.Turns), so their epochs
+span the same stretch of time; the first epoch is a warm-up. Each side shows its best epoch; a ratio
+is the median of the epochs' ratios. Target (issue #22): the Lightning path at least 0.97x the
+plain loop (issue 4 asked 0.9x). Also the plain loop without each of round 2's levers (centre taps
+on 1 x 1 maps, a fused AdamW step; and bf16 autocast, where it is the job's), and the model's
+convolutions and linear layers alone at the same batch (bench/layers.py): the ceiling on the
 training path's FLOP rate, which BENCHMARKS.md sets against the matmul beside the paths. And each
 path's own cost a step, on one linear layer over the 8x8 digits: what Lightning adds, without the
 convolutions' run-to-run noise that hides a few milliseconds in the images/s ratio.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -29,7 +31,7 @@ from torch import nn
 from algorithm.data import ProcessedDataModule, ShardDataset, collate
 from algorithm.hyperparameters import Hyperparameters
 from algorithm.module import Classifier
-from algorithm.train import lightning_precision
+from algorithm.train import channels_last, lightning_precision
 from bench.common import Comparison, count_flops, finish, parser, synchronise
 from bench.layers import SIDE, describe, flops_note, layers_alone
 from shared.data import DatasetWriter, ProcessedDataset
@@ -70,6 +72,8 @@ def new_module(hp: Hyperparameters, device: torch.device, *, centre_taps: bool =
         module.configure_optimizers = lambda: torch.optim.AdamW(
             module.classifier.network.parameters(), lr=hp.learning_rate,
             weight_decay=hp.weight_decay)
+    if channels_last(precision(hp, device), device.type):  # as the job (algorithm/train.py)
+        module.to(memory_format=torch.channels_last)
     return module.to(device)
 
 
@@ -89,9 +93,11 @@ class PlainLoop:
     time summed per epoch."""
 
     def __init__(self, data: ProcessedDataset, hp: Hyperparameters, device: torch.device,
-                 **levers: bool) -> None:
-        self.hp, self.device = hp, device
-        self.module = new_module(hp, device, **levers)
+                 float32: bool = False, **levers: bool) -> None:
+        # float32: without bf16 autocast (and its channels last), where the job would use it
+        self.hp = replace(hp, precision="32") if float32 else hp
+        self.device = device
+        self.module = new_module(self.hp, device, **levers)
         self.optimizer = self.module.configure_optimizers()
         self.loader = torch.utils.data.DataLoader(
             ShardDataset(data), batch_size=hp.batch_size, shuffle=True, collate_fn=collate,
@@ -205,20 +211,25 @@ def layers_alone_rate(data: ProcessedDataset, hp: Hyperparameters, device: torch
     module = new_module(hp, device).train()
     images, _ = collate(ShardDataset(data).__getitems__(list(range(hp.batch_size))))
     images = images.to(device)
-    seconds, flops = layers_alone(module, lambda: module(images), backward=True, device=device)
+    with autocast(hp, device):  # each layer in the precision it computes in on the path
+        seconds, flops = layers_alone(module, lambda: module(images), backward=True, device=device)
     return hp.batch_size / seconds, flops / hp.batch_size
 
 
-# The plain loop's sides: the job's, and the job's without one of round 2's levers.
+# The plain loop's sides: the job's, and the job's without one of round 2's levers; and in float32
+# where the job's default is bf16 (a CPU with AMX: algorithm/train.py).
 PLAIN_SIDES = {"plain loop": {}, "all taps": {"centre_taps": False},
                "per-tensor AdamW": {"fused": False}}
+FLOAT32_SIDE = {"float32": {"float32": True}}
 
 
 def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> list[Comparison]:
     hp = Hyperparameters(lr_scheduler="none", batch_size=batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "train", copies)
-        times = epoch_seconds(data, hp, device, epochs, PLAIN_SIDES)
+        bf16 = precision(hp, device).startswith("bf16")
+        times = epoch_seconds(data, hp, device, epochs,
+                              PLAIN_SIDES | (FLOAT32_SIDE if bf16 else {}))
         print_epochs(times)
         rates = {side: len(data) / min(seconds) for side, seconds in times.items()}  # images/s
         plain, lightning = rates["plain loop"], rates["Lightning"]
@@ -233,7 +244,7 @@ def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> 
                 f" {precision(hp, device)}, CPU threads {torch.get_num_threads()}; {epochs} epochs a"
                 f" side, the sides taking turns step by step in one process; the first a warm-up;"
                 f" each side's best epoch")
-    dtype = "bfloat16" if precision(hp, device).startswith("bf16") else "float32"
+    dtype = "bfloat16" if bf16 else "float32"
     lightning_added = lightning_step - plain_step  # ms a step
     lightning_step_ms = hp.batch_size / lightning * 1e3  # the real path's step
     return [Comparison("training", "training: Lightning job path vs plain PyTorch loop"
@@ -264,7 +275,13 @@ def measure(copies: int, epochs: int, device: torch.device, batch_size: int) -> 
             Comparison("training", "training: a fused AdamW step, plain loop", workload,
                        "per-tensor AdamW", rates["per-tensor AdamW"], "fused AdamW (the job's)", plain,
                        "images/s", device=device.type, dtype=dtype,
-                       pairs=per_epoch(times, "per-tensor AdamW", "plain loop"))]
+                       pairs=per_epoch(times, "per-tensor AdamW", "plain loop"))] + ([
+            Comparison("training", "training: bf16 autocast, plain loop", workload,
+                       "float32", rates["float32"],
+                       "bf16" + (", channels last" if channels_last(precision(hp, device),
+                                                                     device.type) else "")
+                       + " (the job's)", plain, "images/s", device=device.type,
+                       pairs=per_epoch(times, "float32", "plain loop"))] if bf16 else [])
 
 
 def main() -> None:

@@ -4,11 +4,12 @@ import json
 import re
 import subprocess
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from shared.models import load_artifact, write_tarball
+from shared.models import load_artifact, read_safetensors_state, write_tarball
 from tests.conftest import TRAIN_HYPERPARAMETERS, run_entrypoint, training_job, write_json
 
 EPOCH_LINE = re.compile(r"^epoch=(\d+) train_loss=[\d.]+ train_accuracy=[\d.]+ val_loss=[\d.]+"
@@ -70,6 +71,22 @@ def test_two_process_ddp_on_cpu_trains_and_only_rank_zero_writes(processed_small
     assert report["accuracy_threshold"] == 1.0
     assert report["passed"] is (report["multiclass_classification_metrics"]["accuracy"]["value"]
                                 >= 1.0)
+
+
+def test_bf16_on_a_cpu_trains_in_channels_last_and_writes_a_float32_artifact(processed_small,
+                                                                            tmp_path):
+    """The default on CPUs with AMX (algorithm/train.py); asked for here, so that every CPU runs
+    it: safetensors refuses channels-last weights, so the artifact must be put back."""
+    base = training_job(tmp_path / "opt_ml", processed_small,
+                        {**TRAIN_HYPERPARAMETERS, "epochs": "1", "precision": "bf16-mixed"})
+    result = run_entrypoint("algorithm", "train", base=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "precision bf16-mixed on cpu, channels last" in result.stderr
+    weights = read_safetensors_state(base / "model" / "model.safetensors")
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
+    assert all(t.is_contiguous() for t in weights.values())
+    classifier = load_artifact(base / "model")
+    assert classifier.logits(np.zeros((2, 32, 32, 3), np.uint8)).shape == (2, 10)
 
 
 def test_warm_start_from_a_model_tarball_starts_from_its_weights(trained_job, processed_small,
@@ -171,3 +188,16 @@ def test_the_learning_rate_finder_sweeps_plots_and_trains_at_its_suggestion(proc
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming with the rate found before" in resumed.stderr
     assert initial_rate() == pytest.approx(record["used"])
+
+
+def test_auto_precision_is_bf16_on_cpus_with_amx_only(monkeypatch):
+    from algorithm import train
+    from shared.sagemaker import JobError
+    for amx, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(train, "cpu_has_amx", lambda amx=amx: amx)
+        assert train.lightning_precision("auto", gpus=False) == expected
+        assert train.lightning_precision("32", gpus=False) == "32-true"
+        assert train.channels_last(expected, "cpu") is (expected == "bf16-mixed")
+    assert not train.channels_last("bf16-mixed", "gpu")
+    with pytest.raises(JobError, match="16-mixed needs a GPU"):
+        train.lightning_precision("16-mixed", gpus=False)
