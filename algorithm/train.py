@@ -165,9 +165,9 @@ def lightning_precision(precision: str, gpus: bool) -> str:
     """Lightning's name for the `precision` hyperparameter on this hardware (auto: bf16-mixed on a
     GPU that has it, else 16-mixed; on a CPU, bf16-mixed where it has AMX, else float32).
 
-    On CPUs bf16 pays only with AMX: resnet10t at 32 px trained at 1.17x the images/s (1.29x in
-    channels last) on a 2-core Xeon with AMX, and no faster than float32 on an EPYC with
-    AVX512-BF16 but no AMX (README, Benchmarks)."""
+    On CPUs bf16 pays only with AMX: resnet10t at 32 px trained at 1.18x the images/s of float32
+    (in channels last) on a 2-core Xeon with AMX (BENCHMARKS.md, 2026-12-06), and no faster than
+    float32 on an EPYC with AVX512-BF16 but no AMX (README, Benchmarks)."""
     if precision == "auto":
         if not gpus:
             return "bf16-mixed" if cpu_has_amx() else "32-true"
@@ -178,8 +178,8 @@ def lightning_precision(precision: str, gpus: bool) -> str:
 
 
 def channels_last(precision: str, accelerator: str) -> bool:
-    """Train in channels last? Only bf16 on a CPU: oneDNN's AMX convolutions run 1.1x faster in
-    it; float32 ones ran 0.95-1.05x on three hosts, not worth a second layout."""
+    """Train in channels last? Only bf16 on a CPU: with AMX, a bf16 step ran 1.1x faster in it (a
+    probe); float32 steps ran 0.95-1.05x on three hosts, not worth a second layout."""
     return accelerator == "cpu" and precision.startswith("bf16")
 
 
