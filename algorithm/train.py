@@ -200,10 +200,11 @@ def run() -> None:
     classifier = build_model(ctx, hp, classes, image_size, resize_policy(channels["train"]))
     module = Classifier(classifier, hp)
     hw = hardware(ctx, hp)
-    layout = "channels last" if channels_last(hw.precision, hw.accelerator) else "channels first"
-    if layout == "channels last":
+    in_channels_last = channels_last(hw.precision, hw.accelerator)
+    if in_channels_last:
         module.to(memory_format=torch.channels_last)
-    log.info("precision %s on %s, %s", hw.precision, hw.accelerator, layout)
+    log.info("precision %s on %s, %s", hw.precision, hw.accelerator,
+             "channels last" if in_channels_last else "channels first")
     sharded = frozenset(n for n in ("train", "validation") if ctx.input_config(n).sharded)
     data = ProcessedDataModule(channels["train"], channels["validation"],
                                batch_size=hp.batch_size, num_workers=hw.num_workers,
